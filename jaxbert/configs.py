@@ -1,0 +1,134 @@
+"""Default experiment configs. Files in configs/ start from these and change what they need.
+
+Every field exists here, so `--config.<field>=<value>` can override anything, and a typo in a
+field name is an error (the configs are locked), not a silent no-op.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def _model() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            size="tiny",  # tiny, mini, small, medium, base, large (jaxbert.model.SIZES)
+            dtype="float32",  # compute dtype: float32 or bfloat16 (parameters stay float32)
+            attention_impl="xla",  # xla, or cudnn for fused attention on NVIDIA GPUs
+            max_position_embeddings=512,
+            hidden_dropout=0.1,
+            attention_dropout=0.1,
+            vocab_multiple=128,  # embedding rows padded to a multiple of this (fast matmul tiles)
+        )
+    )
+
+
+def _optim(lr: float) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            lr=lr,
+            b1=0.9,
+            b2=0.999,
+            eps=1e-6,
+            weight_decay=0.01,  # decoupled (AdamW); never applied to biases or LayerNorm
+            warmup_fraction=0.1,
+            schedule="linear",  # linear, cosine, constant, or plateau (reduce_on_plateau)
+            plateau_factor=0.5,
+            plateau_patience=2,  # evaluations without improvement before the rate is cut
+            plateau_min_scale=0.01,
+            clip_norm=1.0,
+            grad_accum=1,  # micro-batches per update
+            moment_dtype="float32",  # AdamW first moment dtype (bfloat16 saves memory)
+        )
+    )
+
+
+def _train(batch_size: int, num_steps: int) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        dict(
+            batch_size=batch_size,  # global, across all devices and processes
+            num_steps=num_steps,
+            log_every=50,
+            eval_every=500,
+            checkpoint_every=500,
+            keep_checkpoints=3,  # the last k are kept, plus the best by the primary metric
+            early_stop_patience=0,  # evaluations without improvement before stopping; 0 = never
+        )
+    )
+
+
+def pretrain_config() -> ml_collections.ConfigDict:
+    """MLM + NSP pretraining."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.init_from = ""  # continue from another run's weights or hf:<dir>; empty = scratch
+    config.model = _model()
+    config.tokenizer = ml_collections.ConfigDict(
+        dict(
+            vocab_file="",  # a WordPiece vocab.txt; empty = train one on the corpus
+            vocab_size=30522,
+            lowercase=True,
+            train_documents=20000,  # documents used to train the tokenizer (0 = all)
+        )
+    )
+    config.data = ml_collections.ConfigDict(
+        dict(
+            name="stas/openwebtext-10k",  # Hugging Face dataset, or tfds:<name>
+            train_files="",  # local files (globs, comma-separated); used instead of `name`
+            text_field="text",
+            split="train",
+            max_documents=0,  # 0 = the whole corpus
+            val_documents=0.01,  # held-out documents: a fraction (<1) or a count
+            cache_dir=".cache/jaxbert",
+            max_len=128,
+            short_seq_prob=0.1,
+            nsp=True,  # False: no NSP, segments packed to full length
+            masked_lm_prob=0.15,
+            max_predictions=20,
+            whole_word_mask=False,
+        )
+    )
+    config.optim = _optim(lr=1e-4)
+    config.train = _train(batch_size=32, num_steps=1000)
+    config.train.eval_batches = 20
+    return config
+
+
+def finetune_config() -> ml_collections.ConfigDict:
+    """Sentence-BERT fine-tuning on sentence pairs."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.init_from = ""  # a pretraining/fine-tuning run dir, hf:<dir>, or empty = from scratch
+    config.model = _model()
+    config.model.hidden_dropout = 0.1
+    config.tokenizer = ml_collections.ConfigDict(
+        dict(vocab_file="", lowercase=True)  # used only when training from scratch
+    )
+    config.sbert = ml_collections.ConfigDict(
+        dict(
+            objective="softmax",  # softmax ([u, v, |u-v|] classifier), mnr, or cosine
+            pooling="mean",  # mean, cls or max
+            normalize=False,  # L2-normalise embeddings
+            features="u,v,|u-v|",  # pair features for the softmax head
+            mnr_scale=20.0,
+            hard_negatives=False,  # mnr: add the contradiction of the same premise as a negative
+        )
+    )
+    config.data = ml_collections.ConfigDict(
+        dict(
+            train="snli_train_subset",  # comma-separated datasets (presets, hub names, files)
+            max_train_pairs=0,  # 0 = all
+            eval_nli="snli_dev",  # NLI dev set for accuracy ("" = none)
+            eval_sts="stsb_dev",  # STS dev set for Spearman ("" = none)
+            max_eval_pairs=2000,  # 0 = all
+            data_root="",  # where preset files live; default ../shared/data or $JAXBERT_DATA
+            max_len=64,  # tokens per sentence (NLI sentences are ~20)
+            buckets="16,32,64",
+        )
+    )
+    config.optim = _optim(lr=2e-5)
+    config.optim.schedule = "linear"
+    config.train = _train(batch_size=16, num_steps=1000)
+    config.train.epochs = 1.0  # used when num_steps is 0
+    config.train.primary_metric = "sts_spearman"  # or nli_accuracy, eval_loss
+    return config

@@ -1,0 +1,282 @@
+"""Sentence-BERT fine-tuning: pair data, siamese objectives and dev evaluation for `train.run`.
+
+Objectives (config.sbert.objective):
+  softmax  cross-entropy of a classifier over [u, v, |u-v|] (SBERT; gradients reach the encoder)
+  mnr      multiple-negatives ranking: premise -> its entailed hypothesis among the batch's
+  cosine   regression of cos(u, v) on gold similarity scores (STS-B train)
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+
+from jaxbert import checkpoint, evaluate, losses, train
+from jaxbert.data import nli
+from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import BertConfig, padded_vocab_size
+from jaxbert.sbert import SentenceBert
+from jaxbert.serve import SentenceModel
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("softmax", "mnr", "cosine")
+METRIC_MODES = {"sts_spearman": "max", "nli_accuracy": "max", "eval_loss": "min"}
+
+
+def _split_list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def runtime_model_config(loaded: BertConfig, model_cfg) -> BertConfig:
+    """Weights fix the shapes; compute dtype, attention kernel and dropout come from the config."""
+    return BertConfig.from_dict(
+        dict(
+            loaded.to_dict(),
+            dtype=model_cfg.dtype,
+            attention_impl=model_cfg.attention_impl,
+            hidden_dropout=model_cfg.hidden_dropout,
+            attention_dropout=model_cfg.attention_dropout,
+        )
+    )
+
+
+def encoder_source(config, run_dir: str):
+    """(model_config, tokenizer, encoder params or None) following the start-up order.
+
+    (1) resuming this run: its own saved model config and tokenizer (params come from its
+        checkpoint in train.run); (2) `init_from`: another run or `hf:<dir>`; (3) scratch.
+    """
+    resuming = checkpoint.has_checkpoint(run_dir)
+    if resuming:
+        _, meta, _ = checkpoint.load_params(run_dir, which="latest")
+        model_config = BertConfig.from_dict(meta["model_config"])
+        return model_config, BertTokenizer.from_json_str(meta["tokenizer"]), None
+    if config.init_from:
+        model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
+        return runtime_model_config(model_config, config.model), tokenizer, params["bert"]
+    if not config.tokenizer.vocab_file:
+        raise ValueError(
+            "training from scratch needs config.tokenizer.vocab_file (a WordPiece vocab.txt); "
+            "or set config.init_from to a pretraining run directory or hf:<folder>"
+        )
+    tokenizer = BertTokenizer.from_vocab(
+        config.tokenizer.vocab_file, lowercase=config.tokenizer.lowercase
+    )
+    model_cfg = config.model
+    model_config = BertConfig.from_size(
+        model_cfg.size,
+        vocab_size=padded_vocab_size(tokenizer.vocab_size, model_cfg.vocab_multiple),
+        max_position_embeddings=model_cfg.max_position_embeddings,
+        hidden_dropout=model_cfg.hidden_dropout,
+        attention_dropout=model_cfg.attention_dropout,
+        dtype=model_cfg.dtype,
+        attention_impl=model_cfg.attention_impl,
+    )
+    return model_config, tokenizer, None
+
+
+def read_training_pairs(config) -> nli.PairDataset:
+    """The training set for the objective, mixed from every dataset in config.data.train."""
+    root = config.data.data_root or None
+    datasets = [
+        nli.read_pairs(nli.resolve(spec, root=root)) for spec in _split_list(config.data.train)
+    ]
+    if not datasets:
+        raise ValueError("config.data.train names no dataset")
+    dataset = nli.mix(datasets)
+    objective = config.sbert.objective
+    if objective == "cosine":
+        if dataset.label_names:
+            raise ValueError("the cosine objective needs similarity scores (e.g. stsb_train)")
+    elif not dataset.label_names:
+        raise ValueError(f"the {objective} objective needs NLI labels, got similarity scores")
+    if objective == "mnr":
+        dataset = (
+            nli.entailment_triplets(dataset)
+            if config.sbert.hard_negatives
+            else nli.entailment_pairs(dataset)
+        )
+    if config.data.max_train_pairs and len(dataset) > config.data.max_train_pairs:
+        keep = config.data.max_train_pairs
+        dataset = nli.PairDataset(
+            sentence1=dataset.sentence1[:keep],
+            sentence2=dataset.sentence2[:keep],
+            labels=dataset.labels[:keep],
+            label_names=dataset.label_names,
+            name=dataset.name,
+            stats=dataset.stats,
+            sentence3=None if dataset.sentence3 is None else dataset.sentence3[:keep],
+        )
+    log.info("training on %d pairs of %s (%s objective)", len(dataset), dataset.name, objective)
+    return dataset
+
+
+def read_eval_set(spec: str, config) -> nli.PairDataset | None:
+    if not spec:
+        return None
+    dataset = nli.read_pairs(
+        nli.resolve(spec, root=config.data.data_root or None),
+        max_rows=config.data.max_eval_pairs,
+    )
+    return dataset
+
+
+def make_loss_fn(module: SentenceBert, objective: str, mnr_scale: float):
+    """(params, batch, rng) -> (loss, metrics) for one objective. Both (all three) sides of a
+    batch go through the encoder in one call: the same weights, one bigger matmul."""
+
+    def embed_sides(params, batch, rng, sides):
+        ids = jnp.concatenate([batch[f"input_ids_{s}"] for s in sides])
+        mask = jnp.concatenate([batch[f"attention_mask_{s}"] for s in sides])
+        embeddings = module.apply(
+            {"params": params},
+            ids,
+            mask,
+            deterministic=False,
+            rngs={"dropout": rng},
+            method=SentenceBert.encode,
+        )
+        return jnp.split(embeddings, len(sides))
+
+    def loss_fn(params, batch, rng):
+        weights = batch["weights"]
+        if objective == "softmax":
+            u, v = embed_sides(params, batch, rng, "ab")
+            logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
+            loss = losses.nli_softmax_loss(logits, batch["labels"], weights)
+            correct, count = losses.accuracy_counts(logits, batch["labels"], weights)
+            return loss, {"accuracy": correct / jnp.maximum(count, 1.0)}
+        if objective == "mnr":
+            sides = "abc" if "input_ids_c" in batch else "ab"
+            embeddings = embed_sides(params, batch, rng, sides)
+            negatives = embeddings[2] if len(embeddings) == 3 else None
+            loss = losses.multiple_negatives_ranking_loss(
+                embeddings[0], embeddings[1], weights, hard_negatives=negatives, scale=mnr_scale
+            )
+            return loss, {}
+        u, v = embed_sides(params, batch, rng, "ab")
+        loss = losses.cosine_regression_loss(u, v, batch["labels"], weights)
+        return loss, {}
+
+    return loss_fn
+
+
+def finetune(config, run_dir: str) -> dict:
+    """Runs (or resumes) Sentence-BERT fine-tuning in `run_dir`; returns the run summary."""
+    sbert_cfg = config.sbert
+    if sbert_cfg.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {sbert_cfg.objective!r}; choose one of {OBJECTIVES}")
+    primary = config.train.primary_metric
+    if primary not in METRIC_MODES:
+        raise ValueError(f"unknown primary_metric {primary!r}; choose one of {list(METRIC_MODES)}")
+    model_config, tokenizer, encoder_params = encoder_source(config, run_dir)
+    tokenizer.save(run_dir)
+
+    dataset = read_training_pairs(config)
+    label_names = dataset.label_names or nli.NLI_LABELS
+    eval_nli = (
+        read_eval_set(config.data.eval_nli, config) if sbert_cfg.objective == "softmax" else None
+    )
+    eval_sts = read_eval_set(config.data.eval_sts, config)
+    if primary == "sts_spearman" and eval_sts is None:
+        raise ValueError("primary_metric sts_spearman needs config.data.eval_sts")
+    if primary in ("nli_accuracy", "eval_loss") and eval_nli is None:
+        raise ValueError(
+            f"primary_metric {primary} needs config.data.eval_nli and the softmax objective"
+        )
+
+    buckets = tuple(int(b) for b in _split_list(config.data.buckets))
+    max_len = min(config.data.max_len, buckets[-1], model_config.max_position_embeddings)
+    pairs = TokenizedPairs.build(dataset, tokenizer, max_len)
+    batches = PairBatches(
+        pairs,
+        batch_size=config.train.batch_size,
+        buckets=buckets,
+        seed=config.seed,
+        pad_id=tokenizer.pad_id,
+    )
+    if not config.train.num_steps:
+        config.train.num_steps = max(1, int(round(config.train.epochs * len(batches))))
+    log.info(
+        "%d steps (%.2f epochs of %d batches); padding %.1f %%",
+        config.train.num_steps,
+        config.train.num_steps / len(batches),
+        len(batches),
+        100 * batches.padding_fraction(),
+    )
+
+    features = tuple(_split_list(sbert_cfg.features))
+    module = SentenceBert(
+        model_config,
+        pooling=sbert_cfg.pooling,
+        normalize=sbert_cfg.normalize,
+        num_labels=len(label_names),
+        features=features,
+    )
+    meta = {
+        "kind": "sbert",
+        "model_config": model_config.to_dict(),
+        "tokenizer": tokenizer.to_json_str(),
+        "label_names": list(label_names),
+        "pooling": sbert_cfg.pooling,
+        "normalize": bool(sbert_cfg.normalize),
+        "features": list(features),
+        "objective": sbert_cfg.objective,
+        "has_classifier": sbert_cfg.objective == "softmax",
+        "max_len": max_len,
+    }
+
+    def init_params(rng):
+        ids = jnp.zeros((1, buckets[0]), jnp.int32)
+        return module.init(rng, ids, jnp.ones_like(ids))["params"]
+
+    def graft_encoder(params):
+        loaded = jax.tree.map(jnp.asarray, encoder_params)
+        expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
+        got = jax.tree.map(lambda x: (x.shape, x.dtype), loaded)
+        if expected != got:
+            raise ValueError(f"init_from {config.init_from!r}: encoder shapes do not match")
+        return dict(params, bert=loaded)
+
+    def evaluate_params(params) -> dict[str, float]:
+        model = SentenceModel(
+            model_config=module.config,
+            params=params,
+            tokenizer=tokenizer,
+            pooling=sbert_cfg.pooling,
+            normalize=sbert_cfg.normalize,
+            label_names=label_names,
+            features=features,
+            max_len=max_len,
+            has_classifier=True,
+        )
+        metrics = {}
+        if eval_nli is not None:
+            report = evaluate.evaluate_nli(model, eval_nli)
+            metrics |= {
+                "nli_accuracy": report["accuracy"],
+                "eval_loss": report["loss"],
+                "nli_macro_f1": report["macro_f1"],
+            }
+        if eval_sts is not None:
+            report = evaluate.evaluate_sts(model, eval_sts)
+            metrics |= {"sts_spearman": report["spearman"], "sts_pearson": report["pearson"]}
+        return metrics
+
+    task = train.Task(
+        name=f"sbert-{sbert_cfg.objective}",
+        init_params=init_params,
+        init_from=graft_encoder if encoder_params is not None else None,
+        loss_fn=make_loss_fn(module, sbert_cfg.objective, sbert_cfg.mnr_scale),
+        train_batches=batches,
+        evaluate=evaluate_params,
+        meta=meta,
+        best_metric=primary,
+        best_mode=METRIC_MODES[primary],
+        progress_metrics=("loss", "accuracy"),
+    )
+    return train.run(task, config, run_dir)

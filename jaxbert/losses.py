@@ -1,0 +1,85 @@
+"""Losses. Each returns a scalar mean and works on float32 logits / embeddings."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import optax
+
+
+def weighted_cross_entropy(logits, labels, weights):
+    """logits [..., classes], labels [...] int, weights [...] -> (sum of loss, sum of weights)."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    weights = weights.astype(jnp.float32)
+    return (losses * weights).sum(), weights.sum()
+
+
+def mlm_loss(mlm_logits, masked_lm_ids, masked_lm_weights):
+    """Mean cross-entropy over real predictions.
+
+    mlm_logits [batch, P, vocab]; masked_lm_ids, masked_lm_weights [batch, P].
+    """
+    total, count = weighted_cross_entropy(mlm_logits, masked_lm_ids, masked_lm_weights)
+    return total / jnp.maximum(count, 1.0)
+
+
+def nsp_loss(nsp_logits, next_sentence_labels):
+    """nsp_logits [batch, 2], labels [batch] (0 IsNext, 1 NotNext)."""
+    return optax.softmax_cross_entropy_with_integer_labels(
+        nsp_logits.astype(jnp.float32), next_sentence_labels
+    ).mean()
+
+
+def nli_softmax_loss(logits, labels, weights):
+    """SBERT's classification objective: logits [batch, classes], labels/weights [batch]."""
+    total, count = weighted_cross_entropy(logits, labels, weights)
+    return total / jnp.maximum(count, 1.0)
+
+
+def cosine_similarity(u, v, eps: float = 1e-9):
+    """Row-wise cosine of [batch, hidden] pairs -> [batch]."""
+    u = u.astype(jnp.float32)
+    v = v.astype(jnp.float32)
+    norms = jnp.maximum(jnp.linalg.norm(u, axis=-1) * jnp.linalg.norm(v, axis=-1), eps)
+    return (u * v).sum(-1) / norms
+
+
+def multiple_negatives_ranking_loss(
+    anchors, positives, weights, hard_negatives=None, hard_negative_mask=None, scale: float = 20.0
+):
+    """In-batch negatives ranking loss (Henderson et al. 2017; sentence-transformers' MNRL).
+
+    anchors, positives [batch, hidden]; each anchor must pick its own positive among all positives
+    of the batch (and all hard negatives [batch, hidden] where hard_negative_mask [batch] is 1).
+    Padding rows (weights 0) are neither scored nor offered as candidates.
+    """
+
+    def unit(x):
+        x = x.astype(jnp.float32)
+        return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+    anchors, positives = unit(anchors), unit(positives)
+    candidates = positives
+    candidate_mask = weights > 0
+    if hard_negatives is not None:
+        candidates = jnp.concatenate([positives, unit(hard_negatives)], axis=0)
+        negative_mask = candidate_mask if hard_negative_mask is None else hard_negative_mask > 0
+        candidate_mask = jnp.concatenate([candidate_mask, negative_mask & (weights > 0)])
+    scores = scale * anchors @ candidates.T  # [batch, candidates]
+    scores = jnp.where(candidate_mask[None, :], scores, -1e9)
+    labels = jnp.arange(anchors.shape[0])
+    total, count = weighted_cross_entropy(scores, labels, weights)
+    return total / jnp.maximum(count, 1.0)
+
+
+def cosine_regression_loss(u, v, scores, weights):
+    """MSE between cos(u, v) and gold similarity scores already scaled to [0, 1]."""
+    err = jnp.square(cosine_similarity(u, v) - scores.astype(jnp.float32))
+    weights = weights.astype(jnp.float32)
+    return (err * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def accuracy_counts(logits, labels, weights):
+    """(number correct, number counted) for logits [..., classes] and labels/weights [...]."""
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    return (correct * weights).sum(), weights.sum()

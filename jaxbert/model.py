@@ -1,0 +1,370 @@
+"""BERT in Flax linen: encoder, MLM and NSP heads.
+
+Parameter names follow the Hugging Face Flax BERT layout (`bert/embeddings/word_embeddings`,
+`bert/encoder/layer/0/attention/self/query`, `cls/predictions/transform/dense`, ...), so weights map
+one-to-one onto Hugging Face checkpoints (see `jaxbert.hf`).
+
+This file holds modules and jnp only: no tokenizer, strings, numpy, file I/O or printing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+# Named sizes: (layers, hidden, heads). Intermediate size is 4 x hidden. The small sizes are the
+# compact BERTs of Turc et al. (2019), "Well-Read Students Learn Better".
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(num_layers=2, hidden_size=128, num_heads=2),
+    "mini": dict(num_layers=4, hidden_size=256, num_heads=4),
+    "small": dict(num_layers=4, hidden_size=512, num_heads=8),
+    "medium": dict(num_layers=8, hidden_size=512, num_heads=8),
+    "base": dict(num_layers=12, hidden_size=768, num_heads=12),
+    "large": dict(num_layers=24, hidden_size=1024, num_heads=16),
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+ATTENTION_IMPLS = ("xla", "cudnn")
+
+
+def padded_vocab_size(vocab_size: int, multiple: int) -> int:
+    """Rounds the embedding rows up to a multiple (64/128 keeps the vocab matmul on fast tiles)."""
+    return -(-vocab_size // multiple) * multiple if multiple > 1 else vocab_size
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Hyper-parameters of a BERT encoder. `vocab_size` is the number of embedding rows."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    dtype: str = "float32"  # compute dtype; parameters are always float32
+    attention_impl: str = "xla"  # "xla" everywhere, "cudnn" for fused attention on NVIDIA GPUs
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}"
+            )
+
+    @classmethod
+    def from_size(cls, size: str, **overrides: Any) -> BertConfig:
+        """A named size (tiny, mini, small, medium, base, large) with optional field overrides."""
+        if size not in SIZES:
+            raise ValueError(f"unknown model size {size!r}; choose one of {list(SIZES)}")
+        fields = dict(SIZES[size])
+        fields["intermediate_size"] = 4 * fields["hidden_size"]
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> BertConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown BertConfig fields: {sorted(unknown)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+
+def _dense(config: BertConfig, features: int, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=config.compute_dtype,
+        param_dtype=jnp.float32,
+        kernel_init=nn.initializers.normal(config.initializer_range),
+        name=name,
+    )
+
+
+def _layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
+    # Flax computes LayerNorm statistics in float32 even for bfloat16 inputs.
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps,
+        dtype=config.compute_dtype,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+@flax.struct.dataclass
+class EncoderOutput:
+    hidden_states: jax.Array  # [batch, seq, hidden]
+    pooled_output: jax.Array  # [batch, hidden], tanh(dense([CLS]))
+
+
+@flax.struct.dataclass
+class PretrainingOutput:
+    mlm_logits: jax.Array  # [batch, max_predictions, vocab], float32
+    nsp_logits: jax.Array  # [batch, 2], float32; class 0 = IsNext, 1 = NotNext
+
+
+class BertEmbeddings(nn.Module):
+    config: BertConfig
+
+    def setup(self):
+        config = self.config
+        init = nn.initializers.normal(config.initializer_range)
+        self.word_embeddings = nn.Embed(
+            config.vocab_size, config.hidden_size, embedding_init=init, name="word_embeddings"
+        )
+        self.position_embeddings = nn.Embed(
+            config.max_position_embeddings,
+            config.hidden_size,
+            embedding_init=init,
+            name="position_embeddings",
+        )
+        self.token_type_embeddings = nn.Embed(
+            config.type_vocab_size,
+            config.hidden_size,
+            embedding_init=init,
+            name="token_type_embeddings",
+        )
+        self.layer_norm = _layer_norm(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+
+    def __call__(self, input_ids, segment_ids, *, deterministic: bool):
+        """[batch, seq] ids -> [batch, seq, hidden]."""
+        positions = jnp.arange(input_ids.shape[1])[None, :]
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(positions)
+            + self.token_type_embeddings(segment_ids)
+        )
+        x = self.layer_norm(x.astype(self.config.compute_dtype))
+        return self.dropout(x, deterministic=deterministic)
+
+
+class BertSelfAttention(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, attention_mask, *, deterministic: bool):
+        """x [batch, seq, hidden], attention_mask [batch, seq] (1 real, 0 pad) -> like x."""
+        config = self.config
+        batch, seq, _ = x.shape
+        shape = (batch, seq, config.num_heads, config.head_dim)
+        query = _dense(config, config.hidden_size, "query")(x).reshape(shape)
+        key = _dense(config, config.hidden_size, "key")(x).reshape(shape)
+        value = _dense(config, config.hidden_size, "value")(x).reshape(shape)
+        if config.attention_impl == "cudnn":
+            # cuDNN's fused kernel takes padding as per-row lengths; our batches are right-padded.
+            lengths = attention_mask.sum(axis=-1).astype(jnp.int32)
+            context = jax.nn.dot_product_attention(
+                query,
+                key,
+                value,
+                query_seq_lengths=lengths,
+                key_value_seq_lengths=lengths,
+                implementation="cudnn",
+            )
+        else:
+            mask = attention_mask[:, None, None, :].astype(jnp.bool_)  # [batch, 1, 1, seq]
+            context = jax.nn.dot_product_attention(
+                query, key, value, mask=mask, implementation="xla"
+            )
+        # jax.nn.dot_product_attention has no dropout on the attention probabilities (the fused
+        # kernels cannot expose them); BERT's attention dropout is applied to the context instead.
+        context = nn.Dropout(config.attention_dropout)(context, deterministic=deterministic)
+        return context.reshape(batch, seq, config.hidden_size)
+
+
+class BertResidualOutput(nn.Module):
+    """dense -> dropout -> LayerNorm(x + residual): the `output` block after attention and FFN."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, residual, *, deterministic: bool):
+        config = self.config
+        x = _dense(config, config.hidden_size, "dense")(x)
+        x = nn.Dropout(config.hidden_dropout)(x, deterministic=deterministic)
+        return _layer_norm(config)(x + residual)
+
+
+class BertAttention(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, attention_mask, *, deterministic: bool):
+        context = BertSelfAttention(self.config, name="self")(
+            x, attention_mask, deterministic=deterministic
+        )
+        return BertResidualOutput(self.config, name="output")(
+            context, x, deterministic=deterministic
+        )
+
+
+class BertIntermediate(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x):
+        # BERT uses the exact (erf) GELU.
+        h = _dense(self.config, self.config.intermediate_size, "dense")(x)
+        return nn.gelu(h, approximate=False)
+
+
+class BertLayer(nn.Module):
+    """One post-LayerNorm transformer layer: self-attention, then a GELU feed-forward."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, attention_mask, *, deterministic: bool):
+        x = BertAttention(self.config, name="attention")(
+            x, attention_mask, deterministic=deterministic
+        )
+        h = BertIntermediate(self.config, name="intermediate")(x)
+        return BertResidualOutput(self.config, name="output")(h, x, deterministic=deterministic)
+
+
+class BertLayerStack(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, attention_mask, *, deterministic: bool):
+        for i in range(self.config.num_layers):
+            x = BertLayer(self.config, name=str(i))(x, attention_mask, deterministic=deterministic)
+        return x
+
+
+class BertEncoder(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, attention_mask, *, deterministic: bool):
+        return BertLayerStack(self.config, name="layer")(
+            x, attention_mask, deterministic=deterministic
+        )
+
+
+class BertPooler(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, hidden_states):
+        """[batch, seq, hidden] -> tanh(dense(hidden at [CLS])) [batch, hidden]."""
+        return jnp.tanh(_dense(self.config, self.config.hidden_size, "dense")(hidden_states[:, 0]))
+
+
+class BertModel(nn.Module):
+    """The encoder: embeddings, `num_layers` transformer layers and the tanh pooler."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.embeddings = BertEmbeddings(self.config)
+        self.encoder = BertEncoder(self.config)
+        self.pooler = BertPooler(self.config)
+
+    def __call__(
+        self, input_ids, segment_ids=None, attention_mask=None, *, deterministic: bool = True
+    ) -> EncoderOutput:
+        """input_ids, segment_ids, attention_mask: [batch, seq] int32."""
+        if segment_ids is None:
+            segment_ids = jnp.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        x = self.embeddings(input_ids, segment_ids, deterministic=deterministic)
+        x = self.encoder(x, attention_mask, deterministic=deterministic)
+        return EncoderOutput(hidden_states=x, pooled_output=self.pooler(x))
+
+    def word_embedding_table(self):
+        """[vocab, hidden] float32: the token embeddings, shared with the MLM decoder."""
+        return self.embeddings.word_embeddings.embedding
+
+
+class BertPredictionTransform(nn.Module):
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.gelu(_dense(self.config, self.config.hidden_size, "dense")(x), approximate=False)
+        return _layer_norm(self.config)(x)
+
+
+class BertMLMHead(nn.Module):
+    """`cls/predictions`: transform, then the decoder tied to the token embeddings, plus a bias."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x, embedding_table):
+        """x [batch, predictions, hidden], embedding_table [vocab, hidden] -> float32 logits."""
+        x = BertPredictionTransform(self.config, name="transform")(x)
+        bias = self.param("bias", nn.initializers.zeros, (self.config.vocab_size,))
+        table = embedding_table.astype(self.config.compute_dtype)
+        logits = jnp.einsum("bph,vh->bpv", x, table, preferred_element_type=jnp.float32)
+        return logits + bias
+
+
+class BertPretrainingHeads(nn.Module):
+    """`cls`: the MLM head (`predictions`) and the NSP head (`seq_relationship`)."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, at_masked, pooled_output, embedding_table):
+        mlm_logits = BertMLMHead(self.config, name="predictions")(at_masked, embedding_table)
+        nsp_logits = _dense(self.config, 2, "seq_relationship")(pooled_output)
+        return mlm_logits, nsp_logits.astype(jnp.float32)
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with its pretraining heads. The MLM head runs only at the masked positions."""
+
+    config: BertConfig
+
+    def setup(self):
+        self.bert = BertModel(self.config)
+        self.cls = BertPretrainingHeads(self.config)
+
+    def __call__(
+        self,
+        input_ids,
+        segment_ids,
+        attention_mask,
+        masked_lm_positions,
+        *,
+        deterministic: bool = True,
+    ) -> PretrainingOutput:
+        """[batch, seq] inputs and masked_lm_positions [batch, max_predictions] -> logits."""
+        encoded = self.bert(input_ids, segment_ids, attention_mask, deterministic=deterministic)
+        at_masked = jnp.take_along_axis(
+            encoded.hidden_states, masked_lm_positions[..., None].astype(jnp.int32), axis=1
+        )  # [batch, max_predictions, hidden]
+        mlm_logits, nsp_logits = self.cls(
+            at_masked, encoded.pooled_output, self.bert.word_embedding_table()
+        )
+        return PretrainingOutput(mlm_logits=mlm_logits, nsp_logits=nsp_logits)

@@ -1,0 +1,102 @@
+"""PNG plots people would rather look at than read: training curves and confusion matrices."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+# Metrics drawn when present, in this order; anything else in the log is left out of the plot.
+CURVE_METRICS = (
+    "loss",
+    "mlm_loss",
+    "nsp_loss",
+    "eval_loss",
+    "mlm_accuracy",
+    "nsp_accuracy",
+    "accuracy",
+    "stsb_spearman",
+    "lr",
+)
+
+
+def read_metrics(path: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """metrics.jsonl -> {split: {metric: [(step, value), ...]}}."""
+    series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            step, split = record.pop("step"), record.pop("split")
+            for key, value in record.items():
+                if isinstance(value, (int, float)):
+                    series[split][key].append((step, float(value)))
+    return series
+
+
+def plot_training_curves(metrics_path: str, out_path: str) -> str:
+    """One panel per metric, train and eval series together."""
+    series = read_metrics(metrics_path)
+    names = [m for m in CURVE_METRICS if any(m in s for s in series.values())]
+    names += sorted(
+        {m for s in series.values() for m in s}
+        - set(names)
+        - {"tokens_per_s", "steps_per_s", "eval_seconds", "grad_norm"}
+    )[:4]
+    if not names:
+        return out_path
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for split, style in (("train", "-"), ("eval", "o-")):
+            points = series.get(split, {}).get(name)
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, style, label=split, markersize=3)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def plot_confusion_matrix(matrix, label_names, out_path: str, title: str = "") -> str:
+    """matrix[i, j] = count of gold label i predicted as j; cells show count and row share."""
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(label_names), 1.2 + 1.2 * len(label_names)))
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(label_names)), label_names, rotation=30, ha="right")
+    ax.set_yticks(range(len(label_names)), label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            color = "white" if shares[i, j] > 0.6 else "black"
+            ax.text(
+                j,
+                i,
+                f"{matrix[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                color=color,
+                fontsize=9,
+            )
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

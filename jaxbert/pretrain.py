@@ -1,0 +1,289 @@
+"""MLM + NSP pretraining: tokenizer, cached corpus, model, loss and evaluation for `train.run`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxbert import checkpoint, losses, train
+from jaxbert.data import sources
+from jaxbert.data.corpus import TokenizedCorpus, prepare_corpus
+from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import BertConfig, BertForPreTraining, padded_vocab_size
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def documents_factory(data_config):
+    """A zero-argument callable that streams the corpus' documents from the start."""
+    spec = dict(
+        name="" if data_config.train_files else data_config.name,
+        files=data_config.train_files,
+        text_field=data_config.text_field,
+        split=data_config.split,
+        max_docs=data_config.max_documents,
+    )
+
+    def documents():
+        return sources.iter_documents(**spec)
+
+    return documents, json.dumps(spec, sort_keys=True)
+
+
+def build_tokenizer(config, run_dir: str, documents, init_tokenizer=None) -> BertTokenizer:
+    """The run's tokenizer: the one saved in the run directory, the one of the weights the run
+    starts from, one read from a vocab file, or one trained on the corpus."""
+    path = os.path.join(run_dir, TOKENIZER_FILE)
+    if os.path.exists(path):
+        return BertTokenizer.load(run_dir)
+    if init_tokenizer is not None:
+        init_tokenizer.save(run_dir)
+        return init_tokenizer
+    tok_config = config.tokenizer
+    if tok_config.vocab_file:
+        tokenizer = BertTokenizer.from_vocab(tok_config.vocab_file, lowercase=tok_config.lowercase)
+    else:
+        limit = tok_config.train_documents
+
+        def sample():
+            for i, text in enumerate(documents()):
+                if limit and i >= limit:
+                    return
+                yield text
+
+        log.info("training a %d-token WordPiece vocabulary", tok_config.vocab_size)
+        tokenizer = BertTokenizer.train(
+            sample(), vocab_size=tok_config.vocab_size, lowercase=tok_config.lowercase
+        )
+    os.makedirs(run_dir, exist_ok=True)
+    tokenizer.save(run_dir)
+    return tokenizer
+
+
+def model_config_from(config, tokenizer: BertTokenizer) -> BertConfig:
+    model = config.model
+    if config.data.max_len > model.max_position_embeddings:
+        raise ValueError(
+            f"data.max_len {config.data.max_len} exceeds model.max_position_embeddings "
+            f"{model.max_position_embeddings}"
+        )
+    return BertConfig.from_size(
+        model.size,
+        vocab_size=padded_vocab_size(tokenizer.vocab_size, model.vocab_multiple),
+        max_position_embeddings=model.max_position_embeddings,
+        hidden_dropout=model.hidden_dropout,
+        attention_dropout=model.attention_dropout,
+        dtype=model.dtype,
+        attention_impl=model.attention_impl,
+    )
+
+
+def check_vocab(model_config: BertConfig, tokenizer: BertTokenizer) -> None:
+    """The embedding must have a row per token (padding rows beyond them are allowed)."""
+    if model_config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(
+            f"the model has {model_config.vocab_size} embedding rows but the tokenizer has "
+            f"{tokenizer.vocab_size} tokens: the tokenizer does not belong to this model"
+        )
+
+
+def pretraining_loss_fn(model: BertForPreTraining, use_nsp: bool):
+    def loss_fn(params, batch, rng):
+        out = model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["segment_ids"],
+            batch["attention_mask"],
+            batch["masked_lm_positions"],
+            deterministic=False,
+            rngs={"dropout": rng},
+        )
+        mlm = losses.mlm_loss(out.mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"])
+        correct, count = losses.accuracy_counts(
+            out.mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"]
+        )
+        metrics = {"mlm_loss": mlm, "mlm_accuracy": correct / jnp.maximum(count, 1.0)}
+        loss = mlm
+        if use_nsp:
+            nsp = losses.nsp_loss(out.nsp_logits, batch["next_sentence_labels"])
+            nsp_correct, nsp_count = losses.accuracy_counts(
+                out.nsp_logits, batch["next_sentence_labels"], jnp.ones_like(out.nsp_logits[:, 0])
+            )
+            metrics |= {"nsp_loss": nsp, "nsp_accuracy": nsp_correct / nsp_count}
+            loss = loss + nsp
+        return loss, metrics
+
+    return loss_fn
+
+
+def make_evaluator(model: BertForPreTraining, batches: list[dict], use_nsp: bool):
+    """params -> {eval_loss, mlm_loss, mlm_accuracy, perplexity, nsp_loss, nsp_accuracy}.
+
+    Sums over all predictions of all fixed batches, so the numbers do not depend on batching.
+    """
+    mesh = train.make_mesh()
+    sharding = NamedSharding(mesh, P("data"))
+
+    @jax.jit
+    def sums(params, batch):
+        out = model.apply(
+            {"params": params},
+            batch["input_ids"],
+            batch["segment_ids"],
+            batch["attention_mask"],
+            batch["masked_lm_positions"],
+        )
+        mlm_total, mlm_count = losses.weighted_cross_entropy(
+            out.mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"]
+        )
+        mlm_correct, _ = losses.accuracy_counts(
+            out.mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"]
+        )
+        ones = jnp.ones_like(out.nsp_logits[:, 0])
+        nsp_total, nsp_count = losses.weighted_cross_entropy(
+            out.nsp_logits, batch["next_sentence_labels"], ones
+        )
+        nsp_correct, _ = losses.accuracy_counts(out.nsp_logits, batch["next_sentence_labels"], ones)
+        return dict(
+            mlm_total=mlm_total,
+            mlm_count=mlm_count,
+            mlm_correct=mlm_correct,
+            nsp_total=nsp_total,
+            nsp_count=nsp_count,
+            nsp_correct=nsp_correct,
+        )
+
+    device_batches = [train.shard_batch(b, sharding) for b in batches]
+
+    def evaluate(params) -> dict[str, float]:
+        totals = None
+        for batch in device_batches:
+            out = sums(params, batch)
+            totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+        t = {k: float(v) for k, v in jax.device_get(totals).items()}
+        mlm_loss = t["mlm_total"] / max(t["mlm_count"], 1.0)
+        metrics = {
+            "mlm_loss": mlm_loss,
+            "mlm_accuracy": t["mlm_correct"] / max(t["mlm_count"], 1.0),
+            "perplexity": float(np.exp(min(mlm_loss, 50.0))),
+            "eval_loss": mlm_loss,
+        }
+        if use_nsp:
+            nsp_loss = t["nsp_total"] / max(t["nsp_count"], 1.0)
+            metrics |= {
+                "nsp_loss": nsp_loss,
+                "nsp_accuracy": t["nsp_correct"] / max(t["nsp_count"], 1.0),
+                "eval_loss": mlm_loss + nsp_loss,
+            }
+        return metrics
+
+    return evaluate
+
+
+def masking_config(data_config) -> MaskingConfig:
+    return MaskingConfig(
+        masked_lm_prob=data_config.masked_lm_prob,
+        max_predictions=data_config.max_predictions,
+        whole_word_mask=data_config.whole_word_mask,
+    )
+
+
+def make_batches(corpus: TokenizedCorpus, tokenizer, model_config, config, batch_size, seed):
+    data = config.data
+    return PretrainingBatches(
+        corpus,
+        tokenizer,
+        batch_size=batch_size,
+        max_len=data.max_len,
+        masking=masking_config(data),
+        short_seq_prob=data.short_seq_prob,
+        nsp=data.nsp,
+        seed=seed,
+        vocab_size=tokenizer.vocab_size,
+    )
+
+
+def pretrain(config, run_dir: str) -> dict:
+    """Runs (or resumes) a pretraining experiment in `run_dir`; returns the run summary."""
+    documents, source_key = documents_factory(config.data)
+    init = None
+    if config.init_from and not checkpoint.has_checkpoint(run_dir):
+        init = checkpoint.load_encoder(config.init_from)  # (config, tokenizer, params)
+    tokenizer = build_tokenizer(config, run_dir, documents, init[1] if init else None)
+    train_corpus, val_corpus = prepare_corpus(
+        documents,
+        tokenizer,
+        config.data.cache_dir,
+        key=source_key,
+        val_documents=config.data.val_documents,
+    )
+    log.info(
+        "corpus: %d train documents (%d tokens), %d validation documents",
+        train_corpus.num_documents,
+        train_corpus.num_tokens,
+        val_corpus.num_documents,
+    )
+    model_config = model_config_from(config, tokenizer)
+    if init is not None:
+        model_config = BertConfig.from_dict(
+            dict(
+                init[0].to_dict(),
+                dtype=model_config.dtype,
+                attention_impl=model_config.attention_impl,
+                hidden_dropout=model_config.hidden_dropout,
+                attention_dropout=model_config.attention_dropout,
+            )
+        )
+    check_vocab(model_config, tokenizer)
+    model = BertForPreTraining(model_config)
+    batch_size = config.train.batch_size
+    train_batches = make_batches(
+        train_corpus, tokenizer, model_config, config, batch_size, config.seed
+    )
+    eval_batches = make_batches(
+        val_corpus, tokenizer, model_config, config, batch_size, config.seed + 1
+    ).fixed_batches(config.train.eval_batches)
+    max_len, max_predictions = config.data.max_len, config.data.max_predictions
+
+    def init_params(rng):
+        ids = jnp.zeros((1, max_len), jnp.int32)
+        positions = jnp.zeros((1, max_predictions), jnp.int32)
+        return model.init(rng, ids, ids, jnp.ones_like(ids), positions)["params"]
+
+    def init_from(params):
+        loaded = init[2]
+        missing = [k for k in ("bert", "cls") if k not in loaded]
+        if missing:
+            log.warning("%s has no %s weights; those start fresh", config.init_from, missing)
+        return dict(params, **{k: jax.tree.map(jnp.asarray, v) for k, v in loaded.items()})
+
+    task = train.Task(
+        name="pretraining",
+        init_params=init_params,
+        init_from=init_from if init is not None else None,
+        loss_fn=pretraining_loss_fn(model, config.data.nsp),
+        train_batches=train_batches,
+        evaluate=make_evaluator(model, eval_batches, config.data.nsp),
+        meta={
+            "kind": "pretraining",
+            "model_config": model_config.to_dict(),
+            "tokenizer": tokenizer.to_json_str(),
+            "max_len": max_len,
+            "max_predictions": max_predictions,
+            "nsp": bool(config.data.nsp),
+        },
+        best_metric="eval_loss",
+        best_mode="min",
+        progress_metrics=("loss", "mlm_accuracy", "nsp_accuracy"),
+    )
+    return train.run(task, config, run_dir)

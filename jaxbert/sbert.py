@@ -1,0 +1,82 @@
+"""Sentence-BERT: pooled sentence embeddings and the siamese NLI classifier.
+
+Each sentence is encoded on its own, so its embedding never depends on its partner. The encoder's
+parameters live under `bert`, the same subtree as in `BertForPreTraining`, so a pretraining run's
+encoder drops in unchanged.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxbert.model import BertConfig, BertModel
+
+POOLINGS = ("mean", "cls", "max")
+PAIR_FEATURES = ("u", "v", "|u-v|", "u*v")
+
+
+def pool(hidden_states: jax.Array, attention_mask: jax.Array, mode: str = "mean") -> jax.Array:
+    """hidden_states [batch, seq, hidden], attention_mask [batch, seq] -> float32 [batch, hidden].
+
+    Padding never contributes: mean and max look only at real tokens.
+    """
+    hidden = hidden_states.astype(jnp.float32)
+    mask = attention_mask.astype(jnp.float32)[..., None]  # [batch, seq, 1]
+    if mode == "mean":
+        # The same clamp as sentence-transformers, so an all-padding row gives zeros, not NaN.
+        return (hidden * mask).sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1e-9)
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "max":
+        return jnp.where(mask > 0, hidden, -1e9).max(axis=1)
+    raise ValueError(f"unknown pooling {mode!r}; choose one of {POOLINGS}")
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def pair_features(u: jax.Array, v: jax.Array, features: tuple[str, ...]) -> jax.Array:
+    """Concatenates the named features of two embeddings [batch, hidden] -> [batch, k * hidden]."""
+    table = {"u": u, "v": v, "|u-v|": jnp.abs(u - v), "u*v": u * v}
+    unknown = [f for f in features if f not in table]
+    if unknown or not features:
+        raise ValueError(f"unknown pair features {unknown}; choose from {PAIR_FEATURES}")
+    return jnp.concatenate([table[f] for f in features], axis=-1)
+
+
+class SentenceBert(nn.Module):
+    """BERT encoder + pooling (+ L2 normalisation), and a softmax head over pair features."""
+
+    config: BertConfig
+    pooling: str = "mean"
+    normalize: bool = False
+    num_labels: int = 3
+    features: tuple[str, ...] = ("u", "v", "|u-v|")
+
+    def setup(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {POOLINGS}")
+        self.bert = BertModel(self.config)
+        self.classifier = nn.Dense(
+            self.num_labels,
+            kernel_init=nn.initializers.normal(self.config.initializer_range),
+            name="classifier",
+        )
+
+    def encode(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
+        """input_ids, attention_mask [batch, seq] -> float32 embeddings [batch, hidden]."""
+        encoded = self.bert(input_ids, None, attention_mask, deterministic=deterministic)
+        embeddings = pool(encoded.hidden_states, attention_mask, self.pooling)
+        return l2_normalize(embeddings) if self.normalize else embeddings
+
+    def classify(self, u: jax.Array, v: jax.Array) -> jax.Array:
+        """Embeddings u, v [batch, hidden] -> float32 logits [batch, num_labels]."""
+        return self.classifier(pair_features(u, v, self.features)).astype(jnp.float32)
+
+    def __call__(self, input_ids, attention_mask, *, deterministic: bool = True):
+        """Initialises every parameter; returns embeddings [batch, hidden] and self-pair logits."""
+        u = self.encode(input_ids, attention_mask, deterministic=deterministic)
+        return u, self.classify(u, u)

@@ -1,0 +1,301 @@
+"""`SentenceModel`: one frozen object holding config, params and tokenizer, for every client.
+
+    model = SentenceModel.from_dir("runs/sbert_small")
+    model.encode(["A man plays a guitar."])          # [1, hidden] float32
+    model.similarity("A man plays a guitar.", "Someone makes music.")
+    model.classify("A man plays a guitar.", "A person makes music.")   # {label: probability}
+
+Sentences are tokenized one by one, sorted by length, padded to a few bucket lengths and run in
+batches whose row count is a power of two, so each (rows, length) shape compiles once. A
+sentence's embedding depends on nothing but the sentence.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from jaxbert import checkpoint
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import BertConfig
+from jaxbert.sbert import SentenceBert
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEATURES = ("u", "v", "|u-v|")
+
+
+class EmptyTextError(ValueError):
+    pass
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(module: SentenceBert):
+    """Jitted encode / head functions per model definition (params are arguments, so new
+    params, e.g. at every evaluation during training, reuse the compiled code)."""
+
+    @jax.jit
+    def encode(params, input_ids, attention_mask):
+        return module.apply(
+            {"params": params}, input_ids, attention_mask, method=SentenceBert.encode
+        )
+
+    @jax.jit
+    def probabilities(params, u, v):
+        logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
+        return jax.nn.softmax(logits, axis=-1)
+
+    return encode, probabilities
+
+
+def _length_buckets(max_len: int) -> tuple[int, ...]:
+    buckets = [n for n in (8, 16, 32, 64, 128, 256, 512) if n < max_len]
+    return tuple(buckets) + (max_len,)
+
+
+class SentenceModel:
+    """Sentence embeddings, similarity and NLI classification from a trained model."""
+
+    def __init__(
+        self,
+        *,
+        model_config: BertConfig,
+        params,
+        tokenizer: BertTokenizer,
+        pooling: str = "mean",
+        normalize: bool = False,
+        label_names: Sequence[str] = (),
+        features: Sequence[str] = DEFAULT_FEATURES,
+        max_len: int = 128,
+        has_classifier: bool = True,
+        source: str = "",
+    ):
+        if model_config.vocab_size < tokenizer.vocab_size:
+            raise ValueError(
+                f"tokenizer has {tokenizer.vocab_size} tokens but the model only "
+                f"{model_config.vocab_size} embedding rows"
+            )
+        self.model_config = model_config
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.label_names = tuple(label_names)
+        self.max_len = min(int(max_len), model_config.max_position_embeddings)
+        self.source = source
+        self.has_classifier = bool(has_classifier and self.label_names and "classifier" in params)
+        self.module = SentenceBert(
+            model_config,
+            pooling=pooling,
+            normalize=normalize,
+            num_labels=max(1, len(self.label_names)),
+            features=tuple(features),
+        )
+        self.params = jax.device_put(params)
+        self._encode_fn, self._probabilities_fn = _compiled(self.module)
+        self.buckets = _length_buckets(self.max_len)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_dir(cls, path: str, which: str = "best") -> SentenceModel:
+        """Rebuilds the model from a run directory alone (fine-tuning or pretraining run)."""
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"model directory {path!r} does not exist")
+        params, meta, step = checkpoint.load_params(path, which=which)
+        model_config = BertConfig.from_dict(meta["model_config"])
+        tokenizer = BertTokenizer.from_json_str(meta["tokenizer"])
+        if meta.get("kind") == "pretraining":
+            # The encoder of a pretraining run: mean pooling, no NLI head.
+            params = {"bert": params["bert"]}
+            meta = dict(meta, pooling="mean", normalize=False, label_names=[])
+        return cls(
+            model_config=model_config,
+            params=params,
+            tokenizer=tokenizer,
+            pooling=meta.get("pooling", "mean"),
+            normalize=meta.get("normalize", False),
+            label_names=meta.get("label_names", ()),
+            features=tuple(meta.get("features", DEFAULT_FEATURES)),
+            max_len=meta.get("max_len", 128),
+            has_classifier=meta.get("has_classifier", False),
+            source=f"{path} (step {step})",
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str) -> SentenceModel:
+        """A Hugging Face BERT or sentence-transformers folder (safetensors)."""
+        from jaxbert import hf
+
+        loaded = hf.load_pretrained(path)
+        return cls(
+            model_config=loaded.config,
+            params={"bert": loaded.params["bert"]},
+            tokenizer=loaded.tokenizer,
+            pooling=loaded.pooling,
+            normalize=loaded.normalize,
+            max_len=loaded.max_seq_length,
+            has_classifier=False,
+            source=path,
+        )
+
+    @classmethod
+    def load(cls, path: str) -> SentenceModel:
+        """`hf:<dir>` or a Hugging Face folder -> from_pretrained; a run directory -> from_dir."""
+        if path.startswith("hf:"):
+            return cls.from_pretrained(path[3:])
+        if os.path.exists(os.path.join(path, "config.json")) and os.path.exists(
+            os.path.join(path, "model.safetensors")
+        ):
+            return cls.from_pretrained(path)
+        return cls.from_dir(path)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model_config.hidden_size
+
+    def describe(self) -> dict:
+        return {
+            "source": self.source,
+            "layers": self.model_config.num_layers,
+            "hidden": self.model_config.hidden_size,
+            "heads": self.model_config.num_heads,
+            "vocab": self.tokenizer.vocab_size,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_tokens": self.max_len,
+            "labels": list(self.label_names),
+            "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.params))),
+        }
+
+    # ------------------------------------------------------------------ tokens
+
+    def tokenize(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Token ids per text ([CLS] ... [SEP], cut to max_len) and which texts were cut."""
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} is {type(text).__name__}, not str")
+            if not text.strip():
+                raise EmptyTextError(
+                    f"text {i} is empty; every sentence needs at least one non-space character"
+                )
+        ids = self.tokenizer.encode_batch(list(texts), add_special_tokens=True)
+        truncated = np.array([len(x) > self.max_len for x in ids], dtype=bool)
+        if truncated.any():
+            log.warning(
+                "%d of %d texts are longer than %d tokens and were truncated",
+                int(truncated.sum()),
+                len(ids),
+                self.max_len,
+            )
+            sep = self.tokenizer.sep_id
+            ids = [
+                np.concatenate([x[: self.max_len - 1], [sep]]).astype(np.int32) if cut else x
+                for x, cut in zip(ids, truncated)
+            ]
+        return ids, truncated
+
+    def _bucket(self, length: int) -> int:
+        for bucket in self.buckets:
+            if length <= bucket:
+                return bucket
+        return self.buckets[-1]
+
+    def _embed_ids(self, ids: list[np.ndarray], batch_size: int) -> np.ndarray:
+        """Embeds token id arrays in length-sorted batches; returns rows in input order."""
+        out = np.zeros((len(ids), self.hidden_size), np.float32)
+        order = np.argsort([len(x) for x in ids], kind="stable")
+        pad = self.tokenizer.pad_id
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            rows = 1 << max(0, int(np.ceil(np.log2(len(chosen)))))  # few distinct shapes
+            length = self._bucket(max(len(ids[i]) for i in chosen))
+            input_ids = np.full((rows, length), pad, np.int32)
+            mask = np.zeros((rows, length), np.int32)
+            for row, i in enumerate(chosen):
+                input_ids[row, : len(ids[i])] = ids[i]
+                mask[row, : len(ids[i])] = 1
+            embeddings = self._encode_fn(self.params, input_ids, mask)
+            out[chosen] = np.asarray(embeddings)[: len(chosen)]
+        return out
+
+    # ------------------------------------------------------------------ public API
+
+    def encode(self, texts: str | Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embeddings [n, hidden] (float32); a single string gives one vector [hidden]."""
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        if not items:
+            return np.zeros((0, self.hidden_size), np.float32)
+        ids, _ = self.tokenize(items)
+        vectors = self._embed_ids(ids, max(1, int(batch_size)))
+        return vectors[0] if single else vectors
+
+    def similarity(self, a: str | Sequence[str], b: str | Sequence[str]) -> float | np.ndarray:
+        """Cosine similarity of a and b (row by row for lists)."""
+        single = isinstance(a, str) and isinstance(b, str)
+        u = np.atleast_2d(self.encode(a))
+        v = np.atleast_2d(self.encode(b))
+        if u.shape[0] != v.shape[0]:
+            raise ValueError(f"got {u.shape[0]} first and {v.shape[0]} second texts")
+        scores = _cosine(u, v)
+        return float(scores[0]) if single else scores
+
+    def predict_proba(
+        self, premises: Sequence[str], hypotheses: Sequence[str], batch_size: int = 64
+    ) -> np.ndarray:
+        """[n, num_labels] probabilities, columns in `label_names` order."""
+        if not self.has_classifier:
+            raise ValueError(
+                "this model has no trained NLI classifier (it was pretrained, imported, or "
+                "fine-tuned with a non-softmax objective); use encode/similarity instead"
+            )
+        if len(premises) != len(hypotheses):
+            raise ValueError(f"got {len(premises)} premises and {len(hypotheses)} hypotheses")
+        u = self.encode(list(premises), batch_size)
+        v = self.encode(list(hypotheses), batch_size)
+        return self.probabilities_from_embeddings(u, v, batch_size)
+
+    def probabilities_from_embeddings(
+        self, u: np.ndarray, v: np.ndarray, batch_size: int = 64
+    ) -> np.ndarray:
+        """The NLI head on precomputed embeddings u, v [n, hidden] -> [n, num_labels]."""
+        if not self.has_classifier:
+            raise ValueError("this model has no trained NLI classifier")
+        probs = []
+        for start in range(0, len(u), batch_size):
+            rows = slice(start, start + batch_size)
+            n = len(u[rows])
+            padded = 1 << max(0, int(np.ceil(np.log2(n))))
+            pu = np.zeros((padded, u.shape[1]), np.float32)
+            pv = np.zeros_like(pu)
+            pu[:n], pv[:n] = u[rows], v[rows]
+            probs.append(np.asarray(self._probabilities_fn(self.params, pu, pv))[:n])
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
+
+    def classify(
+        self, premise: str | Sequence[str], hypothesis: str | Sequence[str]
+    ) -> dict[str, float] | list[dict[str, float]]:
+        """{label: probability} for a pair, or a list of them for lists of pairs."""
+        single = isinstance(premise, str) and isinstance(hypothesis, str)
+        premises = [premise] if single else list(premise)
+        hypotheses = [hypothesis] if single else list(hypothesis)
+        probs = self.predict_proba(premises, hypotheses)
+        results = [{name: float(p) for name, p in zip(self.label_names, row)} for row in probs]
+        return results[0] if single else results
+
+    def __repr__(self) -> str:
+        return f"SentenceModel({json.dumps(self.describe())})"
+
+
+def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    norms = np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-12)
+    return (u * v).sum(axis=1) / norms
+
+
+__all__ = ["SentenceModel", "EmptyTextError"]

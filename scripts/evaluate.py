@@ -1,0 +1,61 @@
+"""Evaluate a trained model on NLI / STS dev sets, or a pretraining run's MLM and NSP.
+
+    python scripts/evaluate.py --model runs/sbert_small --task snli --split dev
+    python scripts/evaluate.py --model runs/sbert_small --task mnli --split dev   # both dev sets
+    python scripts/evaluate.py --model runs/sbert_small --task stsb               # also: sick
+    python scripts/evaluate.py --model hf:path/to/all-MiniLM-L6-v2 --task stsb
+    python scripts/evaluate.py --model runs/wiki_small --task mlm --files 'held_out/*.txt'
+
+Tables print to the console; JSON (and confusion-matrix PNGs) go to <model>/eval/ or --out.
+"""
+
+import os
+
+from absl import app, flags
+
+from jaxbert import cli, evaluate
+from jaxbert.data import nli
+from jaxbert.serve import SentenceModel
+
+MODEL = flags.DEFINE_string("model", None, "run directory, or hf:<folder> (Hugging Face / ST)")
+TASK = flags.DEFINE_enum("task", "snli", [*evaluate.TASKS, "mlm"], "what to evaluate")
+SPLIT = flags.DEFINE_string("split", "dev", "split of the task (dev, dev_matched, train, ...)")
+DATA = flags.DEFINE_string(
+    "data", "", "instead of the task's local files: a hub name, tfds:<name> or file(s)"
+)
+DATA_ROOT = flags.DEFINE_string("data_root", "", "folder of the local datasets (../shared/data)")
+FILES = flags.DEFINE_string("files", "", "text files for --task mlm")
+MAX_PAIRS = flags.DEFINE_integer("max_pairs", 0, "evaluate on the first N pairs (0 = all)")
+OUT = flags.DEFINE_string("out", "", "output folder (default <model>/eval)")
+flags.mark_flag_as_required("model")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.setup()
+    out = OUT.value or (os.path.join(MODEL.value, "eval") if os.path.isdir(MODEL.value) else "eval")
+    if TASK.value == "mlm":
+        if not FILES.value:
+            raise app.UsageError("--task mlm needs --files")
+        report = evaluate.evaluate_pretraining(MODEL.value, FILES.value)
+        print(evaluate.format_report(report))
+        print("saved", evaluate.save_report(report, out, "mlm"))
+        return
+    splits = evaluate.TASKS[TASK.value]
+    if not DATA.value and SPLIT.value not in splits:
+        raise app.UsageError(f"--task {TASK.value} has splits {sorted(splits)}")
+    specs = [DATA.value] if DATA.value else splits[SPLIT.value]
+    model = SentenceModel.load(MODEL.value)
+    for spec in specs:
+        source = nli.resolve(spec, root=DATA_ROOT.value or None)
+        dataset = nli.read_pairs(source, max_rows=MAX_PAIRS.value)
+        report = evaluate.evaluate_dataset(model, dataset)
+        report["model"] = model.source
+        print(evaluate.format_report(report))
+        name = f"{TASK.value}_{os.path.basename(spec).split('.')[0]}"
+        print("saved", evaluate.save_report(report, out, name))
+
+
+if __name__ == "__main__":
+    app.run(main)
