@@ -19,10 +19,10 @@ def get_config():
     config.data.max_predictions = 20
     config.optim.lr = 5e-4
     config.optim.warmup_fraction = 0.05
-    config.train.batch_size = 64
-    config.train.num_steps = 3000
+    config.train.batch_size = 32
+    config.train.num_steps = 2000
     config.train.log_every = 25
-    config.train.eval_every = 250
+    config.train.eval_every = 500
     config.train.checkpoint_every = 250
-    config.train.eval_batches = 10
+    config.train.eval_batches = 20
     return config

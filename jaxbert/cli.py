@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import runpy
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -15,8 +18,55 @@ NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "number of processes
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "this process' index (multi-process)")
 
 
+def unknown_overrides(argv: list[str]) -> list[str]:
+    """Messages for `--config.a.b=value` arguments that name no field of the config file.
+
+    Checked before absl parses the flags, whose own error for a typo is a bare AttributeError.
+    """
+    path, overrides = None, []
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config."):
+            overrides.append(arg[len("--config.") :].split("=", 1)[0])
+    if not path or not overrides or not os.path.exists(path):
+        return []
+    config = runpy.run_path(path)["get_config"]()
+    fields = set()
+
+    def collect(node, prefix):
+        for key, value in node.items():
+            fields.add(prefix + key)
+            if hasattr(value, "items"):
+                collect(value, prefix + key + ".")
+
+    collect(config, "")
+    messages = []
+    for name in overrides:
+        if name not in fields:
+            section = name.rsplit(".", 1)[0] if "." in name else ""
+            siblings = sorted(
+                f[len(section) + 1 :] if section else f
+                for f in fields
+                if f.startswith(section + ".") == bool(section) and f.count(".") == name.count(".")
+            )
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f"; did you mean --config.{close[0]}?" if close else ""
+            where = f"{section}" if section else "the config"
+            messages.append(
+                f"--config.{name}: {path} has no field {name!r}{hint} "
+                f"({where} has: {', '.join(siblings)})"
+            )
+    return messages
+
+
 def define_config_flags(default_config: str | None = None):
     """--config <file.py> (any field overridable as --config.a.b=value) and --workdir."""
+    problems = unknown_overrides(sys.argv)
+    if problems:
+        sys.exit("error: " + "\n       ".join(problems))
     config = config_flags.DEFINE_config_file(
         "config", default_config, "experiment config file (configs/*.py)", lock_config=True
     )
@@ -41,6 +91,9 @@ def setup() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import jax
 
+    if COORDINATOR.value or os.environ.get("JAXBERT_DISTRIBUTED") == "1":
+        # CPU processes reduce across each other through gloo (GPUs use NCCL regardless).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if COORDINATOR.value:
         jax.distributed.initialize(
             coordinator_address=COORDINATOR.value,

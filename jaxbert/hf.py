@@ -73,6 +73,10 @@ def _read_json(path: pathlib.Path) -> Any:
         return json.load(f)
 
 
+def _read_json_if_present(path: pathlib.Path) -> dict:
+    return _read_json(path) if path.exists() else {}
+
+
 def _write_json(path: pathlib.Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -209,17 +213,11 @@ def params_from_torch(tensors: dict[str, np.ndarray], config: BertConfig) -> dic
             wrong_shape.append(f"{found}: {array.shape} != expected {shape.shape}")
             continue
         flat[path] = array
-    if missing or wrong_shape:
-        raise ValueError(
-            "checkpoint does not match the BERT config: "
-            + (f"missing tensors {missing}" if missing else "")
-            + ("; " if missing and wrong_shape else "")
-            + (
-                f"wrong shapes (after transposing dense kernels) {wrong_shape}"
-                if wrong_shape
-                else ""
-            )
-        )
+    problems = [f"missing tensors {missing}"] if missing else []
+    if wrong_shape:
+        problems.append(f"wrong shapes (dense kernels transposed to [in, out]) {wrong_shape}")
+    if problems:
+        raise ValueError("checkpoint does not match its config.json: " + "; ".join(problems))
     decoder = tensors.get("cls.predictions.decoder.weight")
     word_embeddings = flat[("bert", "embeddings", "word_embeddings", "embedding")]
     if decoder is not None and not np.array_equal(decoder, word_embeddings):
@@ -247,15 +245,20 @@ def params_to_torch(params: dict, config: BertConfig) -> dict[str, np.ndarray]:
     subtrees = {k: params[k] for k in ("bert", "cls") if k in params}
     flat = traverse_util.flatten_dict(subtrees)
     shapes = traverse_util.flatten_dict(expected_shapes(config, with_heads="cls" in params))
-    problems = sorted(
-        "/".join(p) for p in set(flat) ^ set(shapes) if p not in flat or p not in shapes
-    ) + [
+    missing = sorted("/".join(p) for p in shapes.keys() - flat.keys())
+    unknown = sorted("/".join(p) for p in flat.keys() - shapes.keys())
+    wrong_shape = [
         f"{'/'.join(p)}: {np.shape(flat[p])} != {shapes[p].shape}"
-        for p in flat
-        if p in shapes and np.shape(flat[p]) != shapes[p].shape
+        for p in flat.keys() & shapes.keys()
+        if np.shape(flat[p]) != shapes[p].shape
+    ]
+    problems = [
+        f"{what} {names}"
+        for what, names in (("missing", missing), ("unknown", unknown), ("shapes", wrong_shape))
+        if names
     ]
     if problems:
-        raise ValueError(f"params do not match the config: {problems}")
+        raise ValueError("params do not match the config: " + "; ".join(problems))
     tensors = {}
     for path, value in flat.items():
         array = np.asarray(value, dtype=np.float32)
@@ -294,8 +297,11 @@ def _normalizer_lowercases(normalizer: dict | None) -> bool:
     return normalizer.get("type") == "Lowercase" or bool(normalizer.get("lowercase"))
 
 
-def _load_tokenizer(directory: pathlib.Path) -> tuple[BertTokenizer, bool]:
-    """tokenizer.json if present, else vocab.txt (+ do_lower_case); -> (tokenizer, lowercases)."""
+def _load_tokenizer(directory: pathlib.Path, settings: dict) -> tuple[BertTokenizer, bool]:
+    """tokenizer.json if present, else vocab.txt with tokenizer_config.json's do_lower_case.
+
+    Returns the tokenizer and whether it lowercases.
+    """
     import tokenizers
 
     from jaxbert.data.tokenizer import BertTokenizer
@@ -309,8 +315,6 @@ def _load_tokenizer(directory: pathlib.Path) -> tuple[BertTokenizer, bool]:
         lowercases = _normalizer_lowercases(json.loads(raw.to_str()).get("normalizer"))
         return BertTokenizer(raw), lowercases
     if (directory / "vocab.txt").exists():
-        tokenizer_config = directory / "tokenizer_config.json"
-        settings = _read_json(tokenizer_config) if tokenizer_config.exists() else {}
         lowercase = settings.get("do_lower_case", True)  # transformers' BertTokenizer default
         return BertTokenizer.from_vocab(
             str(directory / "vocab.txt"), lowercase=lowercase
@@ -327,6 +331,14 @@ def _pooling_mode(settings: dict) -> str:
     if len(modes) != 1 or modes[0] not in POOLINGS:
         raise ValueError(f"pooling {modes} is not supported; jaxbert pools with one of {POOLINGS}")
     return modes[0]
+
+
+def _check_vocab(tokenizer: BertTokenizer, config: BertConfig) -> None:
+    if tokenizer.vocab_size > config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{config.vocab_size} embedding rows"
+        )
 
 
 def _module_kind(module: dict) -> str:
@@ -358,20 +370,27 @@ def load_pretrained(directory: str | pathlib.Path) -> PretrainedBert:
                 normalize = True
     if not (transformer_dir / "config.json").exists():
         raise FileNotFoundError(f"no config.json in {transformer_dir}")
-    hf_config = _read_json(transformer_dir / "config.json")
-    config = config_from_hf(hf_config)
+    config = config_from_hf(_read_json(transformer_dir / "config.json"))
     params = params_from_torch(_load_tensors(transformer_dir), config)
-    tokenizer, lowercases = _load_tokenizer(transformer_dir)
-    max_seq_length = config.max_position_embeddings
-    sbert_config_path = transformer_dir / "sentence_bert_config.json"
-    if sbert_config_path.exists():
-        sbert_config = _read_json(sbert_config_path)
-        if sbert_config.get("do_lower_case") and not lowercases:
-            raise ValueError(
-                "sentence_bert_config.json lowercases the text before a cased tokenizer; "
-                "jaxbert does not support this"
-            )
-        max_seq_length = min(sbert_config.get("max_seq_length") or max_seq_length, max_seq_length)
+    tokenizer_settings = _read_json_if_present(transformer_dir / "tokenizer_config.json")
+    tokenizer, lowercases = _load_tokenizer(transformer_dir, tokenizer_settings)
+    _check_vocab(tokenizer, config)
+    sbert_settings = _read_json_if_present(transformer_dir / "sentence_bert_config.json")
+    if sbert_settings.get("do_lower_case") and not lowercases:
+        raise ValueError(
+            "sentence_bert_config.json lowercases the text before a cased tokenizer; "
+            "jaxbert does not support this"
+        )
+    # sentence-transformers' rule: its own max_seq_length (up to v5), else the tokenizer's
+    # model_max_length (what v6 saves), capped at the position table.
+    max_seq_length = int(
+        min(
+            sbert_settings.get("max_seq_length")
+            or tokenizer_settings.get("model_max_length")
+            or config.max_position_embeddings,
+            config.max_position_embeddings,
+        )
+    )
     return PretrainedBert(config, params, tokenizer, pooling, normalize, max_seq_length)
 
 
@@ -398,6 +417,7 @@ def export_pretrained(
         raise ValueError(
             f"max_seq_length {max_seq_length} must be in [1, {config.max_position_embeddings}]"
         )
+    _check_vocab(tokenizer, config)
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = params_to_torch(params, config)

@@ -129,6 +129,17 @@ class PretrainingOutput:
     nsp_logits: jax.Array  # [batch, 2], float32; class 0 = IsNext, 1 = NotNext
 
 
+def _use_cudnn(config: BertConfig) -> bool:
+    """cuDNN fused attention where it exists: NVIDIA GPUs, 16-bit compute (the fused kernel's
+    dtypes). Elsewhere the same config falls back to the XLA implementation, so a GPU config
+    still runs (slower) on CPU."""
+    return (
+        config.attention_impl == "cudnn"
+        and jax.default_backend() == "gpu"
+        and config.dtype in ("bfloat16", "float16")
+    )
+
+
 class BertEmbeddings(nn.Module):
     config: BertConfig
 
@@ -177,7 +188,7 @@ class BertSelfAttention(nn.Module):
         query = _dense(config, config.hidden_size, "query")(x).reshape(shape)
         key = _dense(config, config.hidden_size, "key")(x).reshape(shape)
         value = _dense(config, config.hidden_size, "value")(x).reshape(shape)
-        if config.attention_impl == "cudnn":
+        if _use_cudnn(config):
             # cuDNN's fused kernel takes padding as per-row lengths; our batches are right-padded.
             lengths = attention_mask.sum(axis=-1).astype(jnp.int32)
             context = jax.nn.dot_product_attention(

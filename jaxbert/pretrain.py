@@ -25,7 +25,9 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def documents_factory(data_config):
-    """A zero-argument callable that streams the corpus' documents from the start."""
+    """A zero-argument callable that streams the corpus' documents from the start, and the
+    corpus' cache key (the source settings, plus each local file's size and modification time
+    so an edited file is tokenized again)."""
     spec = dict(
         name="" if data_config.train_files else data_config.name,
         files=data_config.train_files,
@@ -37,7 +39,13 @@ def documents_factory(data_config):
     def documents():
         return sources.iter_documents(**spec)
 
-    return documents, json.dumps(spec, sort_keys=True)
+    key = dict(spec)
+    if data_config.train_files:
+        key["stats"] = [
+            (path, os.path.getsize(path), int(os.path.getmtime(path)))
+            for path in sources.expand_files(data_config.train_files)
+        ]
+    return documents, json.dumps(key, sort_keys=True)
 
 
 def build_tokenizer(config, run_dir: str, documents, init_tokenizer=None) -> BertTokenizer:
@@ -215,6 +223,8 @@ def make_batches(corpus: TokenizedCorpus, tokenizer, model_config, config, batch
 
 def pretrain(config, run_dir: str) -> dict:
     """Runs (or resumes) a pretraining experiment in `run_dir`; returns the run summary."""
+    if config.data.val_documents <= 0:
+        raise ValueError("data.val_documents must be > 0: evaluation needs held-out documents")
     documents, source_key = documents_factory(config.data)
     init = None
     if config.init_from and not checkpoint.has_checkpoint(run_dir):
@@ -225,7 +235,12 @@ def pretrain(config, run_dir: str) -> dict:
         tokenizer,
         config.data.cache_dir,
         key=source_key,
-        val_documents=config.data.val_documents,
+        # A config float >= 1 is a count of documents (ConfigDict keeps the field's float type).
+        val_documents=(
+            int(config.data.val_documents)
+            if config.data.val_documents >= 1
+            else float(config.data.val_documents)
+        ),
     )
     log.info(
         "corpus: %d train documents (%d tokens), %d validation documents",

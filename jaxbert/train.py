@@ -161,7 +161,7 @@ def make_train_step(loss_fn: LossFn, tx, *, grad_accum: int = 1, use_plateau: bo
         if use_plateau:
             updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
         params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
         return new_state, metrics
 

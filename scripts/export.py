@@ -22,7 +22,9 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="run directory, or HF / ST folder")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
+    )
 
     source = args.model.removeprefix("hf:")
     if args.model.startswith("hf:") or os.path.isfile(os.path.join(source, "config.json")):

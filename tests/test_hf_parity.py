@@ -1,11 +1,11 @@
 """jaxbert.hf against the reference implementations: transformers' BERT and sentence-transformers.
 
 The PyTorch tests skip when torch / transformers / sentence-transformers are not installed; the
-round-trip and error tests need only jaxbert.
+round-trip and error tests need only jaxbert. conftest.py keeps the Hugging Face hub offline.
 """
 
+import dataclasses
 import json
-import os
 import pathlib
 
 import jax
@@ -18,9 +18,6 @@ from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.hf import export_pretrained, load_pretrained
 from jaxbert.model import BertConfig, BertForPreTraining, BertModel
 from jaxbert.sbert import SentenceBert
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 STS_DEV = (
     pathlib.Path(__file__).resolve().parents[1].parent / "shared/data/stsbenchmark/sts-dev.csv"
@@ -128,11 +125,22 @@ def test_export_writes_hf_and_sentence_transformers_files(exported):
     ):
         assert (directory / name).is_file(), name
     config = json.loads((directory / "config.json").read_text())
-    assert config["architectures"] == ["BertModel"] and config["hidden_act"] == "gelu"
+    assert config["architectures"] == ["BertForPreTraining"]  # it has the MLM and NSP heads
+    assert config["model_type"] == "bert" and config["hidden_act"] == "gelu"
     assert json.loads((directory / "tokenizer_config.json").read_text())["do_lower_case"] is True
     tensors = safetensors.numpy.load_file(directory / "model.safetensors")
     assert tensors["encoder.layer.0.intermediate.dense.weight"].shape == (128, 64)  # [out, in]
     assert all(t.dtype == np.float32 for t in tensors.values())
+
+
+def test_export_checks_params_against_config(tmp_path):
+    tokenizer = _tiny_tokenizer(tmp_path / "vocab")
+    params = BertModel(TINY).init(jax.random.key(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    wrong = dataclasses.replace(TINY, intermediate_size=96)
+    with pytest.raises(ValueError, match=r"params do not match.*intermediate/dense/kernel"):
+        export_pretrained(
+            tmp_path, config=wrong, params={"bert": params}, tokenizer=tokenizer, max_seq_length=32
+        )
 
 
 def _rewrite_tensors(directory: pathlib.Path, edit) -> None:
@@ -291,7 +299,11 @@ def test_pretraining_heads_match_transformers(torch_bert, tmp_path):
 
     # Exported with its heads, it loads back into transformers' BertForPreTraining unchanged.
     export_pretrained(
-        tmp_path / "export", config=loaded.config, params=loaded.params, tokenizer=loaded.tokenizer
+        tmp_path / "export",
+        config=loaded.config,
+        params=loaded.params,
+        tokenizer=loaded.tokenizer,
+        max_seq_length=loaded.max_seq_length,
     )
     reloaded, info = transformers.BertForPreTraining.from_pretrained(
         tmp_path / "export", output_loading_info=True
@@ -350,6 +362,13 @@ def test_export_loads_in_sentence_transformers_and_transformers(tmp_path, poolin
     embeddings = _encode(loaded, SENTENCES)
     assert np.abs(embeddings - expected).max() <= 1e-4
     assert _cosines(embeddings, expected).min() >= 0.9999
+
+    # What the installed sentence-transformers saves (v6: new module names, `pooling_mode`,
+    # max_seq_length in tokenizer_config.json) imports the same.
+    reference.save(str(tmp_path / "resaved"))
+    resaved = load_pretrained(tmp_path / "resaved")
+    assert (resaved.pooling, resaved.normalize, resaved.max_seq_length) == (pooling, normalize, 16)
+    _assert_trees_equal(resaved.params, loaded.params)
 
 
 @pytest.mark.slow

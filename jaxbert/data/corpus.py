@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ from tqdm.auto import tqdm
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 _ARRAYS = ("tokens", "sentence_offsets", "doc_offsets")
+_ENCODE_SLICE = 8192  # sentences per tokenizer call
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +251,10 @@ def _tokenize_documents(tokenizer, documents: list[str]) -> list[list[np.ndarray
     """Split each document into sentences and tokenize all of them in one batch call."""
     per_doc = [split_sentences(text) for text in documents]
     flat = [sentence for sentences in per_doc for sentence in sentences]
-    ids = tokenizer.encode_batch(flat, add_special_tokens=False) if flat else []
+    ids = []
+    # In slices: the library's per-sentence Encoding objects are large; keep only the ids.
+    for start in range(0, len(flat), _ENCODE_SLICE):
+        ids += tokenizer.encode_batch(flat[start : start + _ENCODE_SLICE], add_special_tokens=False)
     out, start = [], 0
     for sentences in per_doc:
         out.append(ids[start : start + len(sentences)])
@@ -335,10 +340,10 @@ def build_corpus(
 
 def _validation_rule(val_documents: int | float, count: Callable[[], int]) -> Callable[[int], bool]:
     """Whether document i is held out: evenly spaced, every ~k-th document, deterministic."""
-    if isinstance(val_documents, bool) or not isinstance(val_documents, int | float):
+    if isinstance(val_documents, bool) or not isinstance(val_documents, numbers.Real):
         raise TypeError(f"val_documents must be an int or a float, got {val_documents!r}")
-    if isinstance(val_documents, float):
-        fraction = val_documents
+    if not isinstance(val_documents, numbers.Integral):
+        fraction = float(val_documents)
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"val_documents fraction must be in [0, 1), got {fraction}")
         return lambda i: int((i + 1) * fraction) > int(i * fraction)
@@ -351,7 +356,8 @@ def _validation_rule(val_documents: int | float, count: Callable[[], int]) -> Ca
         raise ValueError(
             f"val_documents={val_documents} leaves no training documents (corpus has {total})."
         )
-    return lambda i: (i + 1) * val_documents // total > i * val_documents // total
+    count_held = int(val_documents)
+    return lambda i: (i + 1) * count_held // total > i * count_held // total
 
 
 def prepare_corpus(
@@ -371,11 +377,10 @@ def prepare_corpus(
     holds out that many documents (one extra pass over the source to count them), a float that
     fraction; either way evenly spaced through the corpus.
     """
-    spec = (
-        ["fraction", val_documents]
-        if isinstance(val_documents, float)
-        else ["count", val_documents]
-    )
+    if isinstance(val_documents, numbers.Integral) and not isinstance(val_documents, bool):
+        spec = ["count", int(val_documents)]
+    else:
+        spec = ["fraction", float(val_documents)]
     digest_input = json.dumps([FORMAT_VERSION, key, tokenizer.fingerprint(), spec])
     root = Path(cache_root) / hashlib.sha256(digest_input.encode()).hexdigest()[:16]
     if (root / META_FILE).is_file():

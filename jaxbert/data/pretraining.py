@@ -6,8 +6,9 @@ to TFRecords, and vectorised over the batch with numpy:
 * Each epoch is planned up front with `np.random.default_rng([seed, epoch])`: every document
   is cut into chunks of consecutive sentences up to a target length (max_len - 3, or with
   probability `short_seq_prob` a random shorter one); each chunk becomes segment A (its first
-  1+ sentences) and, for IsNext, segment B (the rest). For NotNext the unused sentences are
-  "put back" and start the next chunk. The plan holds a few ints per instance and is shuffled.
+  1+ sentences) and, for IsNext, segment B (the rest). For NotNext (drawn here, 50 %, since it
+  decides what follows) the unused sentences are "put back" and start the next chunk. The
+  plan holds a few ints per instance and is shuffled.
 * Batch k of epoch e draws all its randomness (NotNext source documents, truncation, masks)
   from `np.random.default_rng([seed, e, k])`, so `restore` reproduces any position exactly.
 
@@ -269,8 +270,10 @@ class PretrainingBatches:
         self._tokens = corpus.tokens
         self._sentence_offsets = np.asarray(corpus.sentence_offsets)
         self._doc_offsets = np.asarray(corpus.doc_offsets)
-        # Token index one past each document's end.
+        # Token index one past each document's end; for packing, the stream position one past
+        # each document's [SEP] (document d occupies [t_d + d, t_{d+1} + d] of the stream).
         self._doc_token_end = self._sentence_offsets[self._doc_offsets[1:]]
+        self._doc_stream_end = self._doc_token_end + np.arange(1, corpus.num_documents + 1)
         self._epoch, self._batch_index = 0, 0
         self._plans: dict[int, _Plan] = {}
 
@@ -302,17 +305,16 @@ class PretrainingBatches:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        plan = self._plan(self._epoch)
-        if self._batch_index >= self.batches_in(plan):
+        if self._batch_index >= self.batches_in_epoch(self._epoch):
             self._epoch, self._batch_index = self._epoch + 1, 0
-            plan = self._plan(self._epoch)
-        batch = self._batch(plan, self._epoch, self._batch_index)
+        batch = self._batch(self._plan(self._epoch), self._epoch, self._batch_index)
         self._batch_index += 1
         return batch
 
-    def batches_in(self, plan: _Plan) -> int:
-        """Batches per epoch: the last partial batch is dropped (at least one batch)."""
-        return max(1, plan.size // self.batch_size)
+    def batches_in_epoch(self, epoch: int) -> int:
+        """Batches in `epoch` (it varies a little with the plan); the last partial batch is
+        dropped, and a corpus smaller than one batch wraps around to fill one."""
+        return max(1, self._plan(epoch).size // self.batch_size)
 
     def fixed_batches(self, n: int) -> list[dict[str, np.ndarray]]:
         """`n` evaluation batches: the same on every call, whatever the training position."""
@@ -443,9 +445,7 @@ class PretrainingBatches:
         window = self.max_len - 2
         stream_length = self.corpus.num_tokens + self.corpus.num_documents
         position = starts[:, None] + np.arange(window)[None, :]
-        # Document d occupies stream positions [t_d + d, t_{d+1} + d]: its tokens, then [SEP].
-        doc_stream_end = self._doc_token_end + np.arange(1, len(self._doc_token_end) + 1)
-        doc = np.searchsorted(doc_stream_end, position, side="right")
+        doc = np.searchsorted(self._doc_stream_end, position, side="right")
         valid = position < stream_length
         doc = np.minimum(doc, len(self._doc_token_end) - 1)
         token_index = position - doc

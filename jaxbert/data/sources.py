@@ -141,11 +141,11 @@ def _chain(iterators_factory) -> Iterator:
 # ---- Hugging Face hub -----------------------------------------------------------------------
 
 
-def _unreachable(where: str, name: str, error: BaseException) -> SourceUnavailableError:
-    cause = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+def _unreachable(name: str, error: BaseException) -> SourceUnavailableError:
+    cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return SourceUnavailableError(
-        f"Could not reach {where} for dataset {name!r} (offline?; {type(error).__name__}: "
-        f"{cause}). {LOCAL_FILES_HINT}"
+        f"Could not reach the Hugging Face hub for dataset {name!r} (offline?; "
+        f"{type(error).__name__}: {cause}). {LOCAL_FILES_HINT}"
     )
 
 
@@ -156,7 +156,7 @@ def _hub_records(name: str, split: str, config_name: str, streaming: bool) -> It
     try:
         dataset = datasets.load_dataset(name, config_name or None, split=split, streaming=streaming)
     except (ConnectionError, DatasetNotFoundError, FileNotFoundError, OSError) as e:
-        raise _unreachable("the Hugging Face hub", name, e) from e
+        raise _unreachable(name, e) from e
     return iter(dataset)
 
 
@@ -186,7 +186,10 @@ def _tfds_records(name: str, split: str, config_name: str) -> Iterator[dict]:
     try:
         builder = tfds.builder(full_name, data_dir=data_dir)
     except Exception as e:
-        raise _unreachable("TensorFlow Datasets", f"tfds:{full_name}", e) from e
+        raise SourceUnavailableError(
+            f"TensorFlow Datasets could not find or load {full_name!r} "
+            f"({type(e).__name__}: {e}). {LOCAL_FILES_HINT}"
+        ) from e
     if not builder.is_prepared():
         try:
             builder.download_and_prepare(file_format="array_record")

@@ -47,6 +47,10 @@ class BertTokenizer:
         missing = [tok for tok in SPECIAL_TOKENS if tokenizer.token_to_id(tok) is None]
         if missing:
             raise ValueError(f"Tokenizer vocabulary lacks the special tokens {missing}.")
+        # A tokenizer.json saved by other tools may carry fixed padding / truncation (the
+        # all-MiniLM-L6-v2 one pads and cuts at 128); ours pad and truncate explicitly.
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
         self._tokenizer = tokenizer
         self._is_subword: np.ndarray | None = None
 

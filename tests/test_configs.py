@@ -1,0 +1,55 @@
+"""Every experiment config loads, is overridable from the command line, and rejects typos."""
+
+import glob
+import os
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from jaxbert import cli
+from jaxbert.model import SIZES
+
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+
+
+def _parse(path, *overrides):
+    argv = ["prog", f"--config={path}", *overrides]
+    values = flags.FlagValues()
+    # Override flags (--config.a.b=...) are defined from the argv the config flag is given.
+    config_flags.DEFINE_config_file(
+        "config", None, flag_values=values, lock_config=True, sys_argv=argv
+    )
+    values(argv)
+    return values.config
+
+
+def test_there_are_configs_for_every_stage():
+    names = {os.path.basename(p) for p in CONFIGS}
+    for stage in ("pretrain", "sbert_nli"):
+        for size in ("tiny", "small", "base"):
+            assert f"{stage}_{size}.py" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_config_loads_and_documents_itself(path):
+    config = _parse(path)
+    assert config.model.size in SIZES
+    assert config.train.batch_size > 0
+    with open(path) as f:
+        docstring = f.read().split('"""')[1]
+    assert "python scripts/" in docstring and "Expected" in docstring
+
+
+def test_overrides_and_typos():
+    path = [p for p in CONFIGS if p.endswith("pretrain_tiny.py")][0]
+    config = _parse(path, "--config.optim.lr=5e-5", "--config.data.nsp=False")
+    assert config.optim.lr == 5e-5 and config.data.nsp is False
+    with pytest.raises(AttributeError, match="learning_rate"):
+        _parse(path, "--config.optim.learning_rate=5e-5")
+    # The entry points check first and name the field and its closest matches.
+    problems = cli.unknown_overrides(["prog", "--config", path, "--config.optim.learning_rate=1"])
+    assert len(problems) == 1
+    assert "has no field 'optim.learning_rate'" in problems[0]
+    assert "optim has: b1, b2, clip_norm, eps, grad_accum, lr," in problems[0]
+    assert cli.unknown_overrides(["prog", f"--config={path}", "--config.optim.lr=1"]) == []

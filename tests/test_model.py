@@ -1,0 +1,166 @@
+"""BERT model: shapes of every named size, padding invariance, dtypes, heads."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxbert.model import SIZES, BertConfig, BertForPreTraining, BertModel, padded_vocab_size
+from jaxbert.sbert import SentenceBert, pair_features, pool
+
+# Parameter counts of Hugging Face bert-base-uncased (BertModel / BertForPreTraining).
+BERT_BASE_ENCODER = 109_482_240
+BERT_BASE_PRETRAINING = 110_106_428
+
+
+def _init_shapes(config, batch=2, seq=16, predictions=4):
+    ids = jnp.zeros((batch, seq), jnp.int32)
+    positions = jnp.zeros((batch, predictions), jnp.int32)
+    model = BertForPreTraining(config)
+
+    def init_and_apply():
+        variables = model.init(jax.random.key(0), ids, ids, ids + 1, positions)
+        return variables, model.apply(variables, ids, ids, ids + 1, positions)
+
+    return jax.eval_shape(init_and_apply)
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_named_size_has_consistent_shapes(size):
+    config = BertConfig.from_size(size)
+    variables, out = _init_shapes(config)
+    params = variables["params"]
+    hidden = SIZES[size]["hidden_size"]
+    assert out.mlm_logits.shape == (2, 4, config.vocab_size)
+    assert out.nsp_logits.shape == (2, 2)
+    layers = params["bert"]["encoder"]["layer"]
+    assert len(layers) == SIZES[size]["num_layers"]
+    assert layers["0"]["intermediate"]["dense"]["kernel"].shape == (hidden, 4 * hidden)
+    assert params["bert"]["embeddings"]["word_embeddings"]["embedding"].shape == (30522, hidden)
+
+
+def test_base_parameter_count_matches_hugging_face():
+    variables, _ = _init_shapes(BertConfig.from_size("base"))
+    count = lambda tree: sum(x.size for x in jax.tree.leaves(tree))  # noqa: E731
+    assert count(variables["params"]["bert"]) == BERT_BASE_ENCODER
+    assert count(variables["params"]) == BERT_BASE_PRETRAINING
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown model size"):
+        BertConfig.from_size("huge")
+    with pytest.raises(ValueError, match="not divisible"):
+        BertConfig(hidden_size=100, num_heads=3)
+    with pytest.raises(ValueError, match="dtype"):
+        BertConfig(dtype="float64")
+    with pytest.raises(ValueError, match="unknown BertConfig fields"):
+        BertConfig.from_dict({"hidden": 3})
+    assert BertConfig.from_dict(BertConfig.from_size("mini").to_dict()) == BertConfig.from_size(
+        "mini"
+    )
+    assert padded_vocab_size(30522, 128) == 30592
+    assert padded_vocab_size(30522, 1) == 30522
+
+
+def _tiny(**overrides):
+    return BertConfig.from_size("tiny", vocab_size=97, max_position_embeddings=64, **overrides)
+
+
+def _random_batch(rng, batch, seq, vocab=97):
+    ids = rng.integers(5, vocab, (batch, seq)).astype(np.int32)
+    segments = (np.arange(seq)[None, :] >= seq // 2).astype(np.int32).repeat(batch, 0)
+    return ids, segments
+
+
+def test_padding_does_not_change_real_positions():
+    config = _tiny(hidden_dropout=0.0, attention_dropout=0.0)
+    model = BertModel(config)
+    rng = np.random.default_rng(0)
+    ids, segments = _random_batch(rng, 3, 10)
+    params = model.init(jax.random.key(1), ids, segments, np.ones_like(ids))["params"]
+    short = model.apply({"params": params}, ids, segments, np.ones_like(ids))
+    pad = np.zeros((3, 6), np.int32)
+    padded_ids = np.concatenate([ids, pad + 1], axis=1)  # padding holds arbitrary token ids
+    mask = np.concatenate([np.ones_like(ids), pad], axis=1)
+    long = model.apply(
+        {"params": params}, padded_ids, np.concatenate([segments, pad], axis=1), mask
+    )
+    np.testing.assert_allclose(long.hidden_states[:, :10], short.hidden_states, atol=1e-5)
+    np.testing.assert_allclose(long.pooled_output, short.pooled_output, atol=1e-5)
+
+
+def test_dropout_is_active_only_when_training():
+    config = _tiny()
+    model = BertModel(config)
+    ids, segments = _random_batch(np.random.default_rng(0), 2, 8)
+    params = model.init(jax.random.key(1), ids, segments)["params"]
+    eval_a = model.apply({"params": params}, ids, segments)
+    eval_b = model.apply({"params": params}, ids, segments)
+    train = model.apply(
+        {"params": params}, ids, segments, deterministic=False, rngs={"dropout": jax.random.key(2)}
+    )
+    np.testing.assert_array_equal(eval_a.hidden_states, eval_b.hidden_states)
+    assert not np.allclose(train.hidden_states, eval_a.hidden_states)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_logits():
+    config = _tiny(dtype="bfloat16", attention_impl="cudnn")  # cuDNN falls back to XLA on CPU
+    model = BertForPreTraining(config)
+    ids, segments = _random_batch(np.random.default_rng(0), 2, 8)
+    positions = np.array([[1, 2], [3, 0]], np.int32)
+    variables = model.init(jax.random.key(0), ids, segments, np.ones_like(ids), positions)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
+    out = model.apply(variables, ids, segments, np.ones_like(ids), positions)
+    assert out.mlm_logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(out.mlm_logits)).all()
+    reference = BertForPreTraining(_tiny()).apply(
+        variables, ids, segments, np.ones_like(ids), positions
+    )
+    # bf16 has ~3 significant digits; the logits must still be close to float32's.
+    np.testing.assert_allclose(out.mlm_logits, reference.mlm_logits, atol=0.1)
+
+
+def test_mlm_head_reads_only_the_masked_positions():
+    config = _tiny(hidden_dropout=0.0, attention_dropout=0.0)
+    model = BertForPreTraining(config)
+    ids, segments = _random_batch(np.random.default_rng(0), 2, 8)
+    mask = np.ones_like(ids)
+    positions = np.array([[1, 5], [0, 7]], np.int32)
+    variables = model.init(jax.random.key(0), ids, segments, mask, positions)
+    out = model.apply(variables, ids, segments, mask, positions)
+    flipped = model.apply(variables, ids, segments, mask, positions[:, ::-1])
+    np.testing.assert_allclose(out.mlm_logits[:, ::-1], flipped.mlm_logits, atol=1e-6)
+
+
+def test_mean_pooling_ignores_padding_and_max_and_cls():
+    hidden = jnp.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = jnp.array([[1, 1, 0]])
+    np.testing.assert_allclose(pool(hidden, mask, "mean"), [[2.0, 3.0]])
+    np.testing.assert_allclose(pool(hidden, mask, "max"), [[3.0, 4.0]])
+    np.testing.assert_allclose(pool(hidden, mask, "cls"), [[1.0, 2.0]])
+    assert np.isfinite(pool(hidden, jnp.zeros_like(mask), "mean")).all()
+    with pytest.raises(ValueError, match="unknown pooling"):
+        pool(hidden, mask, "sum")
+
+
+def test_siamese_head_is_symmetric_in_its_symmetric_features():
+    u = jnp.array([[1.0, -2.0]])
+    v = jnp.array([[0.5, 3.0]])
+    both = pair_features(u, v, ("u", "v", "|u-v|", "u*v"))
+    swapped = pair_features(v, u, ("u", "v", "|u-v|", "u*v"))
+    np.testing.assert_allclose(both[:, 4:], swapped[:, 4:])  # |u-v| and u*v do not care
+    np.testing.assert_allclose(both[:, :2], swapped[:, 2:4])
+    with pytest.raises(ValueError, match="unknown pair features"):
+        pair_features(u, v, ("u", "u+v"))
+
+
+def test_sentence_embedding_does_not_depend_on_batch_neighbours():
+    config = _tiny(hidden_dropout=0.0, attention_dropout=0.0)
+    model = SentenceBert(config)
+    ids, _ = _random_batch(np.random.default_rng(0), 4, 12)
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0
+    params = model.init(jax.random.key(0), ids, mask)["params"]
+    together = model.apply({"params": params}, ids, mask, method=SentenceBert.encode)
+    alone = model.apply({"params": params}, ids[1:2, :5], mask[1:2, :5], method=SentenceBert.encode)
+    np.testing.assert_allclose(together[1:2], alone, atol=1e-5)
