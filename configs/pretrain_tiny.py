@@ -5,7 +5,10 @@
     python scripts/pretrain.py --config configs/pretrain_tiny.py --workdir runs/pretrain_tiny \
         --config.data.train_files='../shared/data/pretrain_text/enwiki2015_AA.jsonl.gz'
 
-Expected (2-core CPU, Wikipedia shard AA): EXPECTED_TINY
+Expected (2-core CPU, first 1,000 articles of Wikipedia shard AA, measured 2026-11-27): about
+50 s end to end (tokenizer training + corpus cache ~10 s, 300 steps ~40 s at ~25k tokens/s);
+final eval MLM accuracy ~5.5 %, perplexity ~1,150, NSP accuracy ~50 %. A smoke run of the
+pipeline, not a useful encoder.
 """
 
 from jaxbert.configs import pretrain_config

@@ -53,6 +53,7 @@ def _train(batch_size: int, num_steps: int) -> ml_collections.ConfigDict:
             checkpoint_every=500,
             keep_checkpoints=3,  # the last k are kept, plus the best by the primary metric
             early_stop_patience=0,  # evaluations without improvement before stopping; 0 = never
+            eval_at_start=False,  # evaluate the starting weights before the first step
         )
     )
 
@@ -130,5 +131,6 @@ def finetune_config() -> ml_collections.ConfigDict:
     config.optim.schedule = "linear"
     config.train = _train(batch_size=16, num_steps=1000)
     config.train.epochs = 1.0  # used when num_steps is 0
+    config.train.eval_at_start = True
     config.train.primary_metric = "sts_spearman"  # or nli_accuracy, eval_loss
     return config

@@ -464,6 +464,9 @@ def run(task: Task, config, run_dir: str) -> dict:
     tokens_total = 0
     last_eval: dict = {}
     stop_reason = "finished"
+    if step == 0 and train_cfg.eval_at_start:  # the starting point, e.g. imported weights
+        last_eval = evaluate_and_track(0)
+        log.info(_format_eval(0, last_eval))
     progress = _progress_bar(start_step, total_steps, enabled=is_main)
     with _StopRequest() as stop:
         while step < total_steps:

@@ -145,3 +145,59 @@ def test_finetuning_changes_the_encoder(pretrained_run):
     layer = changed["encoder"]["layer"]["0"]["attention"]["self"]["query"]["kernel"]
     assert layer > 0
     assert changed["embeddings"]["word_embeddings"]["embedding"] > 0
+
+
+def test_evaluate_pretraining_run_on_a_text_file(pretrained_run):
+    root, run_dir, _, _ = pretrained_run
+    from conftest import synthetic_documents
+
+    held_out = root / "held_out.txt"
+    held_out.write_text("\n\n".join(synthetic_documents(12, seed=7)) + "\n")
+    report = evaluate.evaluate_pretraining(run_dir, str(held_out), batches=2, batch_size=8)
+    assert 0.0 <= report["mlm_accuracy"] <= 1.0
+    assert report["perplexity"] == pytest.approx(np.exp(report["mlm_loss"]), rel=1e-6)
+    assert 0.0 <= report["nsp_accuracy"] <= 1.0
+
+
+def test_pretraining_loss_falls_on_a_synthetic_corpus(tmp_path):
+    from conftest import synthetic_documents
+
+    corpus = tmp_path / "corpus.jsonl"
+    with open(corpus, "w") as f:
+        for text in synthetic_documents(60):
+            f.write(json.dumps({"text": text}) + "\n")
+    config = pretrain_config()
+    config.data.train_files = str(corpus)
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.data.val_documents = 6
+    config.data.max_len = 32
+    config.data.max_predictions = 5
+    config.tokenizer.vocab_size = 300
+    config.model.size = "tiny"
+    config.model.max_position_embeddings = 64
+    config.optim.lr = 2e-3
+    config.train.batch_size = 16
+    config.train.num_steps = 60
+    config.train.log_every = 10
+    config.train.eval_every = 30
+    config.train.checkpoint_every = 60
+    config.train.eval_batches = 2
+    pretrain.pretrain(config, str(tmp_path / "run"))
+    records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    mlm = [r["mlm_loss"] for r in records if r["split"] == "train"]
+    evals = [r["mlm_loss"] for r in records if r["split"] == "eval"]
+    assert mlm[-1] < mlm[0] - 1.0, mlm  # from ~ln(300) = 5.7 towards the corpus' entropy
+    assert evals[-1] < evals[0]
+
+
+def test_vocab_and_embedding_mismatch_is_an_error(pretrained_run):
+    from jaxbert.data.tokenizer import BertTokenizer
+    from jaxbert.model import BertConfig
+
+    _, run_dir, _, _ = pretrained_run
+    tokenizer = BertTokenizer.load(run_dir)
+    small = BertConfig.from_size("tiny", vocab_size=tokenizer.vocab_size - 1)
+    with pytest.raises(ValueError, match="tokenizer does not belong to this model"):
+        pretrain.check_vocab(small, tokenizer)
+    with pytest.raises(ValueError, match="embedding rows"):
+        SentenceModel(model_config=small, params={}, tokenizer=tokenizer)
