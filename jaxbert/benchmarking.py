@@ -10,9 +10,10 @@ like with like on one machine at one load.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import itertools
 import json
-import logging
 import os
 import resource
 import sys
@@ -36,9 +37,8 @@ from jaxbert.model import SIZES, BertConfig, BertForPreTraining, padded_vocab_si
 from jaxbert.sbert import SentenceBert
 from jaxbert.serve import SentenceModel
 
-log = logging.getLogger(__name__)
-
-PEER_DIR = os.path.join("..", "shared", "bench")  # peer_st.py, bench_common.py (if present)
+# The peer scripts (peer_st.py, bench_common.py), used when present.
+PEER_DIR = os.environ.get("JAXBERT_PEER_DIR", os.path.join("..", "shared", "bench"))
 
 # ----------------------------------------------------------------------------- measuring
 
@@ -77,6 +77,33 @@ def latency_summary(seconds: list[float]) -> dict:
     )
 
 
+def steady_state(step, state, batches, *, warmup: int, steps: int):
+    """Runs `warmup`, then `steps` calls of `state, metrics = step(state, next(batches))`.
+
+    Returns (state, metrics, warm-up seconds, seconds of the timed steps). The device is
+    synchronised before each clock read, and after every step on simulated CPU devices, where
+    back-to-back collectives can deadlock (NOTES.md); never per step on accelerators.
+    """
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    block_each = jax.default_backend() == "cpu" and jax.device_count() > 1
+
+    def run(state, count):
+        metrics = None
+        for _ in range(count):
+            state, metrics = step(state, next(batches))
+            if block_each:
+                jax.block_until_ready(metrics)
+        return jax.block_until_ready((state, metrics))
+
+    start = time.perf_counter()
+    state, metrics = run(state, warmup)
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state, metrics = run(state, steps)
+    return state, metrics, warmup_s, time.perf_counter() - start
+
+
 def _split(value: str) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
@@ -112,7 +139,9 @@ def random_pretraining_batch(rng, batch_size, seq_len, vocab_size, max_predictio
     segment_ids[:, seq_len // 2 :] = 1
     positions = np.zeros((batch_size, max_predictions), np.int32)
     for row in range(batch_size):
-        positions[row, :num_masked] = np.sort(rng.choice(np.arange(1, seq_len - 1), num_masked))
+        positions[row, :num_masked] = np.sort(
+            rng.choice(np.arange(1, seq_len - 1), num_masked, replace=False)
+        )
     weights = np.zeros((batch_size, max_predictions), np.float32)
     weights[:, :num_masked] = 1.0
     return dict(
@@ -193,118 +222,97 @@ def bench_pretrain(
     device_batches = [train.shard_batch(b, sharded) for b in host_batches]
     num_masked = float(np.mean([b["masked_lm_weights"].sum() / batch_size for b in host_batches]))
     real_tokens = float(np.mean([b["attention_mask"].sum() for b in host_batches]))
-    # Simulated CPU devices deadlock on back-to-back collectives (see NOTES.md).
-    block_each = jax.default_backend() == "cpu" and jax.device_count() > 1
     optim = configs.pretrain_config().optim
     optim.moment_dtype, optim.grad_accum = moment_dtype, grad_accum
     tx, _, _ = train.make_optimizer(optim, total_steps=100_000)
-    for size_name in _split(size):
-        for impl in _split(attention):
-            config = BertConfig.from_size(
-                size_name,
-                vocab_size=padded_vocab_size(vocab_size, 128),
-                max_position_embeddings=max(512, seq_len),
-                dtype=dtype,
-                attention_impl=impl,
-            )
-            model = BertForPreTraining(config)
-            example = {k: v[:1] for k, v in host_batches[0].items()}
+    step_rng = jax.random.key(seed + 1)
+    example = {k: v[:1] for k, v in host_batches[0].items()}
+    for size_name, impl in [(s, a) for s in _split(size) for a in _split(attention)]:
+        config = BertConfig.from_size(
+            size_name,
+            vocab_size=padded_vocab_size(vocab_size, 128),
+            max_position_embeddings=max(512, seq_len),
+            dtype=dtype,
+            attention_impl=impl,
+        )
+        model = BertForPreTraining(config)
 
-            def init_state(key, model=model, example=example):
-                params = model.init(
-                    key,
-                    example["input_ids"],
-                    example["segment_ids"],
-                    example["attention_mask"],
-                    example["masked_lm_positions"],
-                )["params"]
-                return train.create_state(params, tx, None)
+        def init_state(key, model=model):
+            inputs = ("input_ids", "segment_ids", "attention_mask", "masked_lm_positions")
+            params = model.init(key, *(example[k] for k in inputs))["params"]
+            return train.create_state(params, tx, None)
 
-            state = jax.jit(init_state, out_shardings=replicated)(jax.random.key(seed))
-            step = jax.jit(
-                train.make_train_step(
-                    pretrain.pretraining_loss_fn(model, nsp), tx, grad_accum=grad_accum
-                ),
-                in_shardings=(replicated, sharded, replicated),
-                out_shardings=(replicated, replicated),
-                donate_argnums=(0,),
-            )
-            step_rng = jax.random.key(seed + 1)
-            start = time.perf_counter()
-            compiled = step.lower(state, device_batches[0], step_rng).compile()
-            compile_s = time.perf_counter() - start
-            memory = compiled.memory_analysis()
+        state = jax.jit(init_state, out_shardings=replicated)(jax.random.key(seed))
+        step = jax.jit(
+            train.make_train_step(
+                pretrain.pretraining_loss_fn(model, nsp), tx, grad_accum=grad_accum
+            ),
+            in_shardings=(replicated, sharded, replicated),
+            out_shardings=(replicated, replicated),
+            donate_argnums=(0,),
+        )
+        start = time.perf_counter()
+        compiled = step.lower(state, device_batches[0], step_rng).compile()
+        compile_s = time.perf_counter() - start
+        memory = compiled.memory_analysis()
+        batches = itertools.cycle(device_batches)
 
-            def run(state, n, offset=0, compiled=compiled):
-                metrics = None
-                for i in range(n):
-                    batch = device_batches[(offset + i) % len(device_batches)]
-                    state, metrics = compiled(state, batch, step_rng)
-                    if block_each:
-                        jax.block_until_ready(metrics)
-                return jax.block_until_ready((state, metrics))
+        def step_fn(state, batch, compiled=compiled):
+            return compiled(state, batch, step_rng)
 
-            start = time.perf_counter()
-            state, metrics = run(state, warmup)
-            warmup_s = time.perf_counter() - start
-            start = time.perf_counter()
-            state, metrics = run(state, steps, warmup)
-            elapsed = time.perf_counter() - start
-            if profile:
-                with jax.profiler.trace(os.path.join(profile, f"{size_name}_{impl}")):
-                    state, _ = run(state, 3)
-            seq_per_s = steps * batch_size / elapsed
-            flops = model_flops_per_seq(
-                config.num_layers,
-                config.hidden_size,
-                config.intermediate_size,
-                vocab_size,
-                seq_len,
-                num_masked,
-            )
-            tflops = flops * seq_per_s / 1e12
-            used = impl
-            if impl == "cudnn" and not (
-                jax.default_backend() == "gpu" and dtype in ("bfloat16", "float16")
-            ):
-                used = "xla (cudnn needs a GPU and 16-bit compute)"
-            yield dict(
-                bench="pretrain",
-                size=size_name,
-                batch=batch_size,
-                seq=seq_len,
-                dtype=dtype,
-                attention=used,
-                data=data,
-                nsp=nsp,
-                moment_dtype=moment_dtype,
-                grad_accum=grad_accum,
-                steps=steps,
-                step_ms=round(1e3 * elapsed / steps, 2),
-                seq_per_s=round(seq_per_s, 1),
-                tokens_per_s=round(seq_per_s * seq_len),
-                real_tokens_per_s=round(real_tokens * steps / elapsed),
-                masked_per_seq=round(num_masked, 2),
-                model_tflops=round(tflops, 3),
-                mfu=round(tflops / peak_tflops, 4) if peak_tflops else None,
-                compile_s=round(compile_s, 2),
-                warmup_s=round(warmup_s, 2),
-                peak_device_memory_gib=device_peak_gib(),
-                xla_step_memory_gib=round(
-                    (
-                        memory.argument_size_in_bytes
-                        + memory.output_size_in_bytes
-                        + memory.temp_size_in_bytes
-                        - memory.alias_size_in_bytes
-                    )
-                    / 2**30,
-                    3,
-                ),
-                peak_rss_gib=peak_rss_gib(),
-                loss=round(float(metrics["loss"]), 4),
-                profile=profile or None,
-            )
-            del state, compiled, step
+        state, metrics, warmup_s, elapsed = steady_state(
+            step_fn, state, batches, warmup=warmup, steps=steps
+        )
+        trace_dir = os.path.join(profile, f"{size_name}_{impl}") if profile else None
+        if trace_dir:
+            with jax.profiler.trace(trace_dir):
+                state = steady_state(step_fn, state, batches, warmup=0, steps=3)[0]
+        seq_per_s = steps * batch_size / elapsed
+        flops = model_flops_per_seq(
+            config.num_layers,
+            config.hidden_size,
+            config.intermediate_size,
+            vocab_size,
+            seq_len,
+            num_masked,
+        )
+        tflops = flops * seq_per_s / 1e12
+        if impl == "cudnn" and not (jax.default_backend() == "gpu" and dtype != "float32"):
+            impl = "xla (cudnn needs a GPU and 16-bit compute)"
+        step_bytes = (
+            memory.argument_size_in_bytes
+            + memory.output_size_in_bytes
+            + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        )
+        yield dict(
+            bench="pretrain",
+            size=size_name,
+            batch=batch_size,
+            seq=seq_len,
+            dtype=dtype,
+            attention=impl,
+            data=data,
+            nsp=nsp,
+            moment_dtype=moment_dtype,
+            grad_accum=grad_accum,
+            steps=steps,
+            step_ms=round(1e3 * elapsed / steps, 2),
+            seq_per_s=round(seq_per_s, 1),
+            tokens_per_s=round(seq_per_s * seq_len),
+            real_tokens_per_s=round(real_tokens * steps / elapsed),
+            masked_per_seq=round(num_masked, 2),
+            model_tflops=round(tflops, 3),
+            mfu=round(tflops / peak_tflops, 4) if peak_tflops else None,
+            compile_s=round(compile_s, 2),
+            warmup_s=round(warmup_s, 2),
+            peak_device_memory_gib=device_peak_gib(),
+            xla_step_memory_gib=round(step_bytes / 2**30, 3),
+            peak_rss_gib=peak_rss_gib(),
+            loss=round(float(metrics["loss"]), 4),
+            profile=trace_dir,
+        )
+        del state, compiled, step  # free the device memory before the next configuration
 
 
 # ----------------------------------------------------------------------------- input pipeline
@@ -571,28 +579,24 @@ def bench_finetune(
     start = time.perf_counter()
     compiled = {n: step.lower(state, abstract(n), step_rng).compile() for n in bucket_list}
     compile_s = time.perf_counter() - start
-    block_each = jax.default_backend() == "cpu" and jax.device_count() > 1
+    tokens = []  # real tokens of each batch taken
 
     def count_tokens(batch):
         return int(batch["attention_mask_a"].sum() + batch["attention_mask_b"].sum())
 
-    stream = train.prefetch(batches, lambda b: (train.shard_batch(b, sharded), count_tokens(b)))
+    def device_batches():
+        stream = train.prefetch(batches, lambda b: (train.shard_batch(b, sharded), count_tokens(b)))
+        for batch, batch_tokens in stream:
+            tokens.append(batch_tokens)
+            yield batch
 
-    def run(state, n):
-        tokens, metrics = 0, None
-        for _ in range(n):
-            batch, batch_tokens = next(stream)
-            state, metrics = compiled[batch["input_ids_a"].shape[1]](state, batch, step_rng)
-            if block_each:
-                jax.block_until_ready(metrics)
-            tokens += batch_tokens
-        return jax.block_until_ready((state, metrics)) + (tokens,)
+    def step_fn(state, batch):
+        return compiled[batch["input_ids_a"].shape[1]](state, batch, step_rng)
 
-    state, metrics, _ = run(state, warmup)
-    start = time.perf_counter()
-    state, metrics, tokens = run(state, steps)
-    elapsed = time.perf_counter() - start
+    stream = device_batches()
+    state, metrics, _, elapsed = steady_state(step_fn, state, stream, warmup=warmup, steps=steps)
     stream.close()
+    del state
     config = module.config
     yield dict(
         bench="finetune",
@@ -606,7 +610,7 @@ def bench_finetune(
         dtype=dtype,
         steps=steps,
         pairs_per_s=round(steps * batch_size / elapsed, 1),
-        real_tokens_per_s=round(tokens / elapsed),
+        real_tokens_per_s=round(sum(tokens[warmup:]) / elapsed),
         padding_fraction=round(batches.padding_fraction(), 4),
         tokenize_s=round(tokenize_s, 2),
         compile_s=round(compile_s, 2),
@@ -614,7 +618,6 @@ def bench_finetune(
         peak_device_memory_gib=device_peak_gib(),
         peak_rss_gib=peak_rss_gib(),
     )
-    del state, compiled
     if peer:
         with tempfile.TemporaryDirectory() as directory:
             _export_for_peer(module, initial, tokenizer, max_len, directory)
@@ -628,7 +631,10 @@ def _peer_st_finetune(directory, dataset, batch_size, warmup, steps, seed) -> di
     from sentence_transformers import losses
 
     st_model, device = _peer_st_model(directory)
-    loss = losses.SoftmaxLoss(st_model, st_model.get_sentence_embedding_dimension(), num_labels=3)
+    dimension = getattr(st_model, "get_embedding_dimension", None) or (
+        st_model.get_sentence_embedding_dimension  # sentence-transformers < 6
+    )
+    loss = losses.SoftmaxLoss(st_model, dimension(), num_labels=3)
     loss = loss.to(device)
     optimizer = torch.optim.AdamW(loss.parameters(), lr=2e-5)
     rng = np.random.default_rng(seed)
@@ -666,7 +672,7 @@ def _peer_st_finetune(directory, dataset, batch_size, warmup, steps, seed) -> di
         batch=batch_size,
         steps=steps,
         pairs_per_s=round(steps * batch_size / elapsed, 1),
-        loss=round(float(value), 4),
+        loss=round(float(value.detach()), 4),
         bf16=device == "cuda",
     )
 
@@ -717,9 +723,10 @@ def bench_finetune_memory(
     config.data.update(dict(train=pairs_file, data_root=data_root, eval_nli="", eval_sts=eval_sts))
     config.data.update(dict(max_eval_pairs=200, max_len=max_len, buckets=buckets))
     config.train.update(dict(batch_size=batch_size, num_steps=max_steps, log_every=max_steps))
-    config.train.update(dict(eval_every=max_steps, checkpoint_every=max_steps))
+    config.train.update(dict(eval_every=max_steps, checkpoint_every=max_steps, eval_at_start=False))
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as run_dir:
+    # The loop's progress lines go to stderr: stdout carries only the JSON records.
+    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(sys.stderr):
         summary = finetune.finetune(config, run_dir)
     with open(pairs_file, "rb") as f:
         lines = sum(1 for _ in f)
@@ -805,8 +812,8 @@ def bench_encode(
             else:  # the same weights, exported
                 _export_for_peer(ours.module, ours.params, ours.tokenizer, ours.max_len, directory)
             sides["sentence-transformers"] = _peer_st_model(directory)[0].encode
-        for encode in sides.values():  # warm-up: compiles every (rows, length) shape of the set
-            encode(sentences, batch_size=batch_size)
+        # Warm-up: compiles every (rows, length) shape of the set.
+        warm = {name: np.asarray(e(sentences, batch_size=batch_size)) for name, e in sides.items()}
         rates = {name: [] for name in sides}
         for _ in range(rounds):  # interleaved, so a change in load hits both sides alike
             for name, encode in sides.items():
@@ -818,25 +825,28 @@ def bench_encode(
     info = dict(model=model, data=dataset.name)
     median = {name: float(np.median(r)) for name, r in rates.items()}
     for name in sides:
-        many = dict(info, bench="encode", impl=name, batch=batch_size, sentences=len(sentences))
+        many = dict(bench="encode", impl=name, **info, batch=batch_size, sentences=len(sentences))
         many.update(sentences_per_s=round(median[name], 1), rounds=[round(r) for r in rates[name]])
-        one = dict(info, bench="encode", impl=name, batch=1, queries=len(premises))
+        one = dict(bench="encode", impl=name, **info, batch=1, queries=len(premises))
         one.update(single[name], sentences_per_s=single[name]["per_s"])
         del one["per_s"]
         if peer and name == "jaxbert":
             many["ratio"] = round(median[name] / median["sentence-transformers"], 2)
+            # Same model, same work: the embeddings must agree.
+            difference = np.abs(warm[name] - warm["sentence-transformers"]).max()
+            many["max_abs_diff_vs_peer"] = float(f"{difference:.2g}")
             one["ratio"] = round(
                 single[name]["per_s"] / single["sentence-transformers"]["per_s"], 2
             )
         yield many
         yield one
     if not ours.has_classifier:
-        yield dict(info, bench="classify", impl="jaxbert", skipped="the model has no NLI head")
+        yield dict(bench="classify", impl="jaxbert", **info, skipped="the model has no NLI head")
         return
     ours.classify(premises, hypotheses)
     rate = [_rounds(lambda _: ours.classify(premises, hypotheses), pairs)[0] for _ in range(rounds)]
-    many = dict(info, bench="classify", impl="jaxbert", batch=64, pairs=len(pairs))
+    many = dict(bench="classify", impl="jaxbert", **info, batch=64, pairs=len(pairs))
     yield dict(many, pairs_per_s=round(float(np.median(rate)), 1))
     one = latency_summary(_latencies(lambda pair: ours.classify(*pair), pairs))
     one["pairs_per_s"] = one.pop("per_s")
-    yield dict(info, bench="classify", impl="jaxbert", batch=1, queries=len(pairs), **one)
+    yield dict(bench="classify", impl="jaxbert", **info, batch=1, queries=len(pairs), **one)

@@ -1,91 +1,119 @@
-"""Throughput benchmarks; each prints one JSON line per measurement.
+"""Throughput benchmarks; each prints one JSON line per measurement (with host and load average).
 
-    python scripts/benchmark.py input \
-        --files '../shared/data/pretrain_text/enwiki2015_AA.jsonl.gz' --max-docs 1000 \
-        --vocab ../shared/data/bert_uncased_vocab/vocab.txt --batch-size 256 --max-len 128
+    python scripts/benchmark.py pretrain --size mini,small --batch 32 --seq 128
+    python scripts/benchmark.py input --max-docs 1000 --vocab VOCAB \
+        --files '../shared/data/pretrain_text/enwiki2015_AA.jsonl.gz'
+    python scripts/benchmark.py input --pairs snli_train_subset --vocab VOCAB
+    python scripts/benchmark.py finetune --model small --vocab VOCAB --batch 64 --peer
+    python scripts/benchmark.py make-pairs --out /tmp/jaxbert_bench/nli_1m.csv
+    python scripts/benchmark.py finetune --memory --pairs-file /tmp/jaxbert_bench/nli_1m.csv \
+        --model tiny --vocab VOCAB --max-steps 5
+    python scripts/benchmark.py encode --model hf:DIR --peer
 
-A sub-command is one `bench_<name>(args)` function plus one `add_parser` block in `main`.
+The logic lives in `jaxbert.benchmarking` (one `bench_<name>` generator per measurement).
 """
 
 import argparse
 import json
 import logging
 import os
-import time
 
-from jaxbert.data import sources
-from jaxbert.data.corpus import prepare_corpus
-from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
-from jaxbert.data.tokenizer import BertTokenizer
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peers load local folders only
+
+from jaxbert import benchmarking as bench  # noqa: E402
 
 
-def emit(**record) -> None:
-    print(json.dumps({**record, "host": f"{os.cpu_count()} cpu"}), flush=True)
+def emit(record: dict) -> None:
+    print(json.dumps({**record, **bench.environment()}), flush=True)
 
 
-def bench_input(args) -> None:
-    """Corpus build (or cache open) time, then steady-state PretrainingBatches throughput."""
-    if args.vocab:
-        tokenizer = BertTokenizer.from_vocab(args.vocab)
-    else:
-        tokenizer = BertTokenizer.load(args.tokenizer_dir)
-    spec = dict(
-        name=args.name, files=args.files, text_field=args.text_field, max_docs=args.max_docs
+def run_input(a):
+    common = dict(vocab=a.vocab, tokenizer_dir=a.tokenizer_dir, seconds=a.seconds, seed=a.seed)
+    if a.pairs:
+        return bench.bench_input_pairs(
+            pairs=a.pairs, data_root=a.data_root, batch_size=a.batch_size or 64,
+            buckets=a.buckets, max_len=a.max_len or 64, target=a.target, **common,
+        )  # fmt: skip
+    return bench.bench_input(
+        files=a.files, name=a.name, text_field=a.text_field, max_docs=a.max_docs,
+        cache_dir=a.cache_dir, batch_size=a.batch_size or 256, max_len=a.max_len or 128,
+        nsp=a.nsp, whole_word_mask=a.whole_word_mask, target=a.target, **common,
+    )  # fmt: skip
+
+
+def run_pretrain(a):
+    return bench.bench_pretrain(
+        size=a.size, batch_size=a.batch, seq_len=a.seq, dtype=a.dtype, attention=a.attention,
+        data=a.data, files=a.files, vocab=a.vocab, vocab_size=a.vocab_size,
+        max_predictions=a.max_predictions, nsp=not a.no_nsp, moment_dtype=a.moment_dtype,
+        grad_accum=a.grad_accum, warmup=a.warmup, steps=a.steps, peak_tflops=a.peak_tflops,
+        profile=a.profile, max_docs=a.max_docs, cache_dir=a.cache_dir, seed=a.seed,
+    )  # fmt: skip
+
+
+def run_finetune(a):
+    if a.memory:
+        if not a.pairs_file:
+            raise SystemExit("--memory needs --pairs-file (make one with the make-pairs command)")
+        return bench.bench_finetune_memory(
+            pairs_file=a.pairs_file, model=a.model, vocab=a.vocab, data_root=a.data_root,
+            eval_sts=a.eval_sts, batch_size=a.batch, buckets=a.buckets, max_len=a.max_len,
+            max_steps=a.max_steps or 5, seed=a.seed,
+        )  # fmt: skip
+    return bench.bench_finetune(
+        model=a.model, vocab=a.vocab, data=a.pairs_file or a.data, data_root=a.data_root,
+        batch_size=a.batch, buckets=a.buckets, max_len=a.max_len, dtype=a.dtype,
+        attention=a.attention, max_pairs=a.max_pairs, warmup=a.warmup,
+        steps=a.max_steps or a.steps, peer=a.peer, seed=a.seed,
+    )  # fmt: skip
+
+
+def run_encode(a):
+    return bench.bench_encode(
+        model=a.model, vocab=a.vocab, data=a.data, data_root=a.data_root,
+        num_sentences=a.num_sentences, batch_size=a.batch, queries=a.queries, rounds=a.rounds,
+        max_len=a.max_len, peer=a.peer, seed=a.seed,
+    )  # fmt: skip
+
+
+def run_make_pairs(a):
+    return bench.write_pairs_file(
+        source=a.source, data_root=a.data_root, out=a.out, num_pairs=a.num_pairs
     )
-    start = time.perf_counter()
-    corpus, _ = prepare_corpus(
-        lambda: sources.iter_documents(**spec),
-        tokenizer,
-        args.cache_dir,
-        key=json.dumps(spec, sort_keys=True),
-        val_documents=0,
-    )
-    emit(
-        bench="input_corpus",
-        seconds=round(time.perf_counter() - start, 2),
-        build_seconds=corpus.meta.get("build_seconds"),  # of the build that made the cache
-        documents=corpus.num_documents,
-        sentences=corpus.num_sentences,
-        tokens=corpus.num_tokens,
-        cache=str(corpus.directory),
-    )
-    for nsp in {"true": [True], "false": [False], "both": [True, False]}[args.nsp]:
-        batches = PretrainingBatches(
-            corpus,
-            tokenizer,
-            batch_size=args.batch_size,
-            max_len=args.max_len,
-            masking=MaskingConfig(whole_word_mask=args.whole_word_mask),
-            nsp=nsp,
-            seed=args.seed,
-        )
-        start = time.perf_counter()
-        next(batches)  # plans the first epoch
-        plan_seconds = time.perf_counter() - start
-        num_batches, real_tokens, start = 0, 0, time.perf_counter()
-        while time.perf_counter() - start < args.seconds:
-            real_tokens += int(next(batches)["attention_mask"].sum())
-            num_batches += 1
-        seconds = time.perf_counter() - start
-        emit(
-            bench="input_pretrain",
-            sequences_per_s=round(num_batches * args.batch_size / seconds),
-            tokens_per_s=round(num_batches * args.batch_size * args.max_len / seconds),
-            real_tokens_per_s=round(real_tokens / seconds),
-            first_batch_s=round(plan_seconds, 3),
-            epochs_seen=batches.state()["epoch"] + 1,
-            batch_size=args.batch_size,
-            max_len=args.max_len,
-            nsp=nsp,
-            whole_word_mask=args.whole_word_mask,
-        )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    p = commands.add_parser("input", help="corpus cache + pretraining batch throughput")
+    def command(name, run, help):
+        p = commands.add_parser(name, help=help)
+        p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("pretrain", run_pretrain, "MLM+NSP train-step throughput, FLOPs, MFU, memory")
+    p.add_argument("--size", default="mini", help="named size(s), comma-separated")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=128)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--attention", default="xla", help="xla, cudnn, or both comma-separated")
+    p.add_argument("--data", default="random", choices=["random", "corpus"])
+    p.add_argument("--files", default="", help="--data corpus: local files (globs)")
+    p.add_argument("--max-docs", type=int, default=2000)
+    p.add_argument("--cache-dir", default=".cache/jaxbert")
+    p.add_argument("--vocab", default="", help="--data corpus: WordPiece vocab.txt")
+    p.add_argument("--vocab-size", type=int, default=30522, help="--data random")
+    p.add_argument("--max-predictions", type=int, default=20)
+    p.add_argument("--no-nsp", action="store_true")
+    p.add_argument("--moment-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--peak-tflops", type=float, default=0.0, help="chip peak, for MFU")
+    p.add_argument("--profile", default="", help="write a jax.profiler trace of 3 steps here")
+
+    p = command("input", run_input, "host input pipeline: pretraining batches or NLI pairs")
     p.add_argument("--files", default="", help="local files (globs, comma-separated)")
     p.add_argument("--name", default="", help="hub dataset name or tfds:<name>")
     p.add_argument("--text-field", default="text")
@@ -93,17 +121,57 @@ def main(argv=None) -> None:
     p.add_argument("--vocab", default="", help="WordPiece vocab.txt")
     p.add_argument("--tokenizer-dir", default="", help="directory with tokenizer.json")
     p.add_argument("--cache-dir", default=".cache/jaxbert")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=0, help="default 256, or 64 for --pairs")
+    p.add_argument("--max-len", type=int, default=0, help="default 128, or 64 for --pairs")
     p.add_argument("--nsp", choices=["true", "false", "both"], default="both")
     p.add_argument("--whole-word-mask", action="store_true")
+    p.add_argument("--pairs", default="", help="NLI preset or file: time PairBatches instead")
+    p.add_argument("--data-root", default="")
+    p.add_argument("--buckets", default="16,32,64")
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=bench_input)
+    p.add_argument("--target", type=float, default=0.0, help="rate to compare against")
+
+    p = command("finetune", run_finetune, "SBERT softmax training pairs/s, or host memory")
+    p.add_argument("--model", default="small", help="named size (random init) or hf:<dir>/run")
+    p.add_argument("--vocab", default="", help="vocab.txt for a named size")
+    p.add_argument("--data", default="snli_train_subset")
+    p.add_argument("--data-root", default="")
+    p.add_argument("--pairs-file", default="", help="pairs file (overrides --data)")
+    p.add_argument("--max-pairs", type=int, default=0)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--buckets", default="16,32,64")
+    p.add_argument("--max-len", type=int, default=64)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--max-steps", type=int, default=0, help="steps (overrides --steps)")
+    p.add_argument("--peer", action="store_true", help="also sentence-transformers' loop")
+    p.add_argument("--memory", action="store_true", help="peak RSS of a real fine-tuning run")
+    p.add_argument("--eval-sts", default="stsb_dev", help="--memory: the run's STS dev set")
+
+    p = command("encode", run_encode, "SentenceModel.encode / classify speed")
+    p.add_argument("--model", required=True, help="run dir, hf:<dir>, or random:<size>")
+    p.add_argument("--vocab", default="", help="vocab.txt for random:<size>")
+    p.add_argument("--data", default="snli_dev")
+    p.add_argument("--data-root", default="")
+    p.add_argument("--num-sentences", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--queries", type=int, default=200, help="single-query latency samples")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--max-len", type=int, default=128, help="random:<size> models")
+    p.add_argument("--peer", action="store_true", help="also sentence-transformers' encode")
+
+    p = command("make-pairs", run_make_pairs, "write N NLI pairs (a dataset repeated) to a csv")
+    p.add_argument("--source", default="snli_train_subset")
+    p.add_argument("--data-root", default="")
+    p.add_argument("--out", required=True)
+    p.add_argument("--num-pairs", type=int, default=1_000_000)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    args.run(args)
+    for record in args.run(args):
+        emit(record)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,482 @@
+"""Query a jaxbert Sentence-BERT model in the browser.
+
+    streamlit run app.py -- --model runs/sbert_small
+    JAXBERT_MODEL=runs/sbert_small streamlit run app.py      # or type the path in the sidebar
+
+Sections: a pair query (NLI label, probabilities, cosine similarity, latency); examples from a
+local NLI file next to their gold labels; batch predictions for an uploaded CSV/TSV; semantic
+search over a list of sentences; the run directory's model card. UI only: model work goes through
+`SentenceModel`, parsing and file reading through `jaxbert.app_support`. Nothing is downloaded;
+the server listens on localhost (.streamlit/config.toml).
+"""
+
+import hashlib
+import os
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from jaxbert import app_support as support
+from jaxbert.app_support import InputError
+from jaxbert.data import nli
+from jaxbert.serve import SentenceModel
+
+MAX_CHARS = 2_000  # per sentence or query; longer text is cut, with a notice
+MAX_UPLOAD_ROWS = 5_000
+MAX_UPLOAD_MB = 5  # keep equal to server.maxUploadSize in .streamlit/config.toml
+MAX_SEARCH_SENTENCES = 10_000
+MAX_TOP_K = 50
+EXAMPLE_PRESETS = ("snli_dev", "mnli_dev_matched", "mnli_dev_mismatched", "sick_trial")
+DEFAULT_EXAMPLES = os.environ.get("JAXBERT_EXAMPLES", "snli_dev")
+SAMPLE_PAIRS = (
+    "sentence1,sentence2,label\n"
+    "A man is playing a guitar on stage.,A person is making music.,entailment\n"
+    "A man is playing a guitar on stage.,The man is asleep in bed.,contradiction\n"
+    "Two dogs run through a snowy field.,The dogs are chasing a ball.,neutral\n"
+)
+SAMPLE_SENTENCES = (
+    "A man is playing a guitar on stage.",
+    "A woman is slicing vegetables in the kitchen.",
+    "Two dogs run through a snowy field.",
+    "A child is reading a book under a tree.",
+    "The chef is cooking dinner for the guests.",
+    "A band performs music for a large crowd.",
+    "Someone is riding a bicycle down the street.",
+    "A cat sleeps on the windowsill in the sun.",
+)
+TRAIN_COMMANDS = """\
+python scripts/pretrain.py --config configs/pretrain_small.py --workdir runs/wiki_small \\
+    --config.data.train_files='../shared/data/pretrain_text/*.jsonl.gz'
+python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sbert_small \\
+    --config.init_from=runs/wiki_small"""
+
+
+@st.cache_resource(show_spinner="Loading the model and compiling it for single queries…")
+def load_model(path: str) -> SentenceModel:
+    model = SentenceModel.load(path)
+    # Compile what a single query runs (one sentence in each length bucket up to 64 tokens, the
+    # classifier) now, so the first query is as fast as the next ones. "a a a": n words, n tokens.
+    for bucket in [b for b in model.buckets if b <= 64]:
+        model.encode(" ".join(["a"] * (bucket - 2)))
+    if model.has_classifier:
+        model.classify("a", "a")
+    return model
+
+
+@st.cache_resource(show_spinner="Reading examples…", max_entries=4)
+def load_examples(spec: str) -> nli.PairDataset:
+    source = nli.resolve(spec)
+    if not source.files:  # a hub or TFDS name: the app never downloads
+        raise ValueError("not a local file or preset; the app reads local files only")
+    return nli.read_pairs(source)
+
+
+def show_prediction(result: dict, gold: str | None = None) -> None:
+    probabilities = result["probabilities"]
+    columns = iter(st.columns(5 if gold else 4))
+    if gold:
+        next(columns).metric("Gold label", gold)
+    if probabilities:
+        label = max(probabilities, key=probabilities.get)
+        next(columns).metric("Predicted label", label)
+        next(columns).metric("Probability", f"{probabilities[label]:.1%}")
+    next(columns).metric("Cosine similarity", f"{result['similarity']:.3f}")
+    call = "classify" if probabilities else "similarity"
+    next(columns).metric(
+        "Latency", f"{result['latency_ms']:.1f} ms", help=f"Wall time of the {call} call."
+    )
+    if gold and probabilities:
+        if label == gold:
+            st.badge("Correct", icon=":material/check:", color="green")
+        else:
+            st.badge(f"Wrong: gold is {gold}", icon=":material/close:", color="red")
+    if probabilities:
+        st.vega_lite_chart(spec=support.probability_chart(probabilities), width="stretch")
+
+
+def pair_section(model: SentenceModel) -> None:
+    with st.form("pair_form", border=False):
+        left, right = st.columns(2)
+        premise = left.text_area("Premise", SAMPLE_SENTENCES[0], key="pair_a", height=100)
+        hypothesis = right.text_area(
+            "Hypothesis", "A person is making music.", key="pair_b", height=100
+        )
+        submitted = st.form_submit_button("Predict", type="primary", icon=":material/bolt:")
+    if submitted:
+        st.session_state.pair_result = None
+        if not premise.strip() or not hypothesis.strip():
+            st.warning("Type a sentence in both boxes, then press Predict.")
+            return
+        texts, notices = support.prepare_texts(
+            model, {"The premise": premise, "The hypothesis": hypothesis}, MAX_CHARS
+        )
+        result = support.predict_pair(model, *texts)
+        st.session_state.pair_result = dict(result, notices=notices)
+    result = st.session_state.get("pair_result")
+    if result:
+        for notice in result["notices"]:
+            st.info(notice, icon=":material/content_cut:")
+        show_prediction(result)
+
+
+def pick_random(count: int) -> None:
+    st.session_state.example_number = int(np.random.default_rng().integers(1, count + 1))
+
+
+def examples_section(model: SentenceModel) -> None:
+    source = st.text_input(
+        "NLI file or preset",
+        DEFAULT_EXAMPLES,
+        key="examples_source",
+        help=f"Presets: {', '.join(EXAMPLE_PRESETS)} (data root ../shared/data or $JAXBERT_DATA); "
+        "or any file the NLI readers accept: SNLI / MultiNLI csv, SICK txt, jsonl.",
+    ).strip()
+    try:
+        dataset = load_examples(source)
+    except Exception as error:  # noqa: BLE001 (any reader failure is shown, not raised)
+        st.error(f"Cannot read NLI pairs from `{source}`: {error}")
+        return
+    if not dataset.label_names:
+        st.error(f"`{source}` has similarity scores, not NLI labels: pick an NLI file.")
+        return
+    unknown = set(dataset.label_names) - set(model.label_names)
+    if model.has_classifier and unknown:
+        st.error(f"`{source}` has labels the model does not know: {sorted(unknown)}.")
+        return
+    left, middle, right = st.columns([2, 2, 1], vertical_alignment="bottom")
+    wanted = left.selectbox("Gold label", ["any", *dataset.label_names], key="example_label")
+    rows = np.arange(len(dataset))
+    if wanted != "any":
+        rows = np.flatnonzero(dataset.labels == dataset.label_names.index(wanted))
+    if st.session_state.get("example_number", 1) > len(rows):
+        st.session_state.example_number = 1
+    number = middle.number_input(
+        f"Pair (1–{len(rows):,} of {dataset.name})", 1, len(rows), key="example_number"
+    )
+    right.button("Random pair", icon=":material/casino:", on_click=pick_random, args=(len(rows),))
+    i = int(rows[number - 1])
+    premise, hypothesis = dataset.sentence1[i], dataset.sentence2[i]
+    with st.container(border=True):
+        st.markdown(f"**Premise** · {premise}")
+        st.markdown(f"**Hypothesis** · {hypothesis}")
+    texts, notices = support.prepare_texts(
+        model, {"The premise": premise, "The hypothesis": hypothesis}, MAX_CHARS
+    )
+    for notice in notices:
+        st.info(notice, icon=":material/content_cut:")
+    gold = dataset.label_names[dataset.labels[i]]
+    show_prediction(support.predict_pair(model, *texts), gold=gold)
+
+
+def batch_section(model: SentenceModel) -> None:
+    st.markdown(
+        "A CSV or TSV with a header: `sentence1`, `sentence2` (or `premise`, `hypothesis`) and "
+        f"optionally a gold `label`. At most {MAX_UPLOAD_ROWS:,} rows and {MAX_UPLOAD_MB} MB."
+    )
+    upload = st.file_uploader("Pairs file", type=["csv", "tsv", "txt"], key="batch_file")
+    with st.expander("…or paste rows instead"):
+        pasted = st.text_area("CSV or TSV rows", key="batch_paste", placeholder=SAMPLE_PAIRS)
+        st.download_button(
+            "Sample file", SAMPLE_PAIRS, "pairs_sample.csv", "text/csv", on_click="ignore"
+        )
+    if upload is not None:
+        data, name = upload.getvalue(), upload.name
+    elif pasted.strip():
+        data, name = pasted.encode("utf-8"), "the pasted rows"
+    else:
+        return
+    try:
+        table = support.parse_pairs(
+            data,
+            name=name,
+            label_names=model.label_names,
+            max_rows=MAX_UPLOAD_ROWS,
+            max_chars=MAX_CHARS,
+            max_bytes=MAX_UPLOAD_MB << 20,
+        )
+    except InputError as error:
+        st.error(str(error), icon=":material/error:")
+        return
+    for notice in table.notices:
+        st.info(notice)
+    key = hashlib.sha1(data).hexdigest()
+    gold = " with gold labels" if table.gold is not None else ""
+    if st.button(f"Predict {len(table):,} pairs{gold}", type="primary", key="batch_run"):
+        with st.spinner(f"Predicting {len(table):,} pairs…"):
+            start = time.perf_counter()
+            result = support.predict_pairs(model, table)
+        st.session_state.batch_result = (key, result, time.perf_counter() - start)
+    stored = st.session_state.get("batch_result")
+    if stored and stored[0] == key:
+        show_batch_result(model, *stored[1:])
+
+
+def show_batch_result(model: SentenceModel, result: support.BatchResult, seconds: float) -> None:
+    frame = pd.DataFrame(result.columns)
+    report = result.report
+    columns = st.columns(4)
+    columns[0].metric("Pairs", f"{len(frame):,}")
+    columns[1].metric("Time", f"{seconds:.2f} s")
+    if report:
+        columns[2].metric("Accuracy", f"{report['accuracy']:.1%}", help=f"on {report['n']} pairs")
+        columns[3].metric("Macro F1", f"{report['macro_f1']:.1%}")
+    if result.truncated:
+        st.info(
+            f"{result.truncated} sentence(s) are longer than the model's {model.max_len} tokens "
+            "and were truncated.",
+            icon=":material/content_cut:",
+        )
+    if not model.has_classifier:
+        st.caption("No classifier in this model: similarities only.")
+    if report:
+        names = report["label_names"]
+        left, right = st.columns(2)
+        left.markdown("**Confusion matrix** (rows: gold, columns: predicted)")
+        confusion = pd.DataFrame(report["confusion"], index=names, columns=names)
+        left.dataframe(confusion.style.background_gradient(cmap="Blues", axis=None))
+        right.markdown("**Per class**")
+        per_class = pd.DataFrame(report["per_class"]).T.astype({"support": int})
+        right.dataframe(per_class.style.format("{:.3f}", subset=["precision", "recall", "f1"]))
+    column = st.column_config
+    config = {
+        name: column.NumberColumn(name[2:], format="%.3f", width=85, help=f"P({name[2:]})")
+        for name in frame.columns
+        if name.startswith("p_")
+    }
+    config |= {name: column.TextColumn(width=170) for name in ("sentence1", "sentence2")}
+    config |= {name: column.TextColumn(width=95) for name in ("gold", "predicted")}
+    config["correct"] = column.CheckboxColumn("✓", width=40)
+    config["similarity"] = column.NumberColumn("cosine", format="%.3f", width=70)
+    st.dataframe(frame, column_config=config, hide_index=True)
+    st.download_button(
+        "Download results (CSV)",
+        frame.to_csv(index=False),
+        "predictions.csv",
+        "text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+
+
+def search_index(model: SentenceModel, sentences: list[str]) -> dict:
+    """Embeddings of the list, computed once per (model, list) and kept in the session."""
+    key = (model.source, hashlib.sha1("\n".join(sentences).encode()).hexdigest())
+    index = st.session_state.get("search_index")
+    if index is None or index["key"] != key:
+        with st.spinner(f"Encoding {len(sentences):,} sentences…"):
+            start = time.perf_counter()
+            embeddings = model.encode(sentences)
+            seconds = time.perf_counter() - start
+        truncated = support.count_truncated(model, sentences)
+        index = dict(key=key, embeddings=embeddings, seconds=seconds, truncated=truncated)
+        st.session_state.search_index = index
+    return index
+
+
+def search_section(model: SentenceModel) -> None:
+    left, right = st.columns([2, 3], gap="large")
+    text = left.text_area(
+        "Sentences to search, one per line",
+        "\n".join(SAMPLE_SENTENCES),
+        key="search_text",
+        height=230,
+    )
+    upload = left.file_uploader(
+        "…or upload a list (.txt: one per line; .csv/.tsv: a sentence or text column)",
+        type=["txt", "csv", "tsv"],
+        key="search_file",
+    )
+    data, name = (upload.getvalue(), upload.name) if upload else (text, "the list")
+    try:
+        sentences, notices = support.parse_sentences(
+            data,
+            name=name,
+            max_sentences=MAX_SEARCH_SENTENCES,
+            max_chars=MAX_CHARS,
+            max_bytes=MAX_UPLOAD_MB << 20,
+        )
+    except InputError as error:
+        left.error(str(error), icon=":material/error:")
+        return
+    if not sentences:
+        left.warning("Add at least one sentence to search.")
+        return
+    index = search_index(model, sentences)
+    for notice in notices:
+        left.info(notice)
+    left.caption(
+        f"{len(sentences):,} sentences indexed in {index['seconds']:.2f} s; the embeddings are "
+        "reused until the list or the model changes."
+    )
+    if index["truncated"]:
+        left.info(f"{index['truncated']} sentence(s) were truncated to {model.max_len} tokens.")
+    with right:
+        query = st.text_input("Query", key="search_query", placeholder="Someone plays music.")
+        k = st.slider("Results", 1, MAX_TOP_K, 5, key="search_k")
+        if not query.strip():
+            st.info("Type a query to find the most similar sentences.", icon=":material/search:")
+            return
+        (query,), notices = support.prepare_texts(model, {"The query": query}, MAX_CHARS)
+        for notice in notices:
+            st.info(notice, icon=":material/content_cut:")
+        hits = support.top_k(model.encode(query), index["embeddings"], k)
+        results = pd.DataFrame(
+            {"similarity": [s for _, s in hits], "sentence": [sentences[i] for i, _ in hits]},
+            index=pd.RangeIndex(1, len(hits) + 1, name="rank"),
+        )
+        st.dataframe(
+            results,
+            column_config={
+                "similarity": st.column_config.ProgressColumn(
+                    min_value=0.0, max_value=1.0, format="%.3f", width="small"
+                ),
+                "sentence": st.column_config.TextColumn(width="large"),
+            },
+        )
+
+
+def model_card_section(model: SentenceModel, path: str) -> None:
+    card = None if path.startswith("hf:") else support.read_model_card(path)
+    if card is None:
+        st.info(f"`{path}` is an imported model folder; it carries no training record.")
+        st.json(model.describe())
+        return
+    for problem in card.problems:
+        st.warning(problem)
+    summary = card.summary
+    if summary:
+        final = {k: v for k, v in summary.get("final_eval", {}).items() if k != "eval_seconds"}
+        items = [
+            ("Steps", f"{summary.get('steps', '?'):,}"),
+            ("Stopped", summary.get("stop_reason")),
+        ]
+        items += [
+            (k.replace("_", " "), f"{v:.4g}")
+            for k, v in final.items()
+            if isinstance(v, (int, float))
+        ]
+        for column, (label, value) in zip(st.columns(min(len(items), 6)), items[:6]):
+            column.metric(label, value)
+    else:
+        st.info("No summary.json yet: the run may still be training.")
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Config**")
+        if card.config:
+            rows = support.config_summary(card.config)
+            st.dataframe(
+                pd.DataFrame({"setting": list(rows), "value": list(rows.values())}),
+                hide_index=True,
+                height=35 * (len(rows) + 1) + 3,  # every row, no inner scrolling
+            )
+            with st.expander("Full config.json"):
+                st.json(card.config)
+        else:
+            st.caption("No config.json in the run directory.")
+    with right:
+        st.markdown("**Training metrics**")
+        names = sorted({name for series in card.metrics.values() for name in series})
+        if names:
+            metric = st.selectbox(
+                "Metric", names, index=names.index("loss") if "loss" in names else 0
+            )
+            lines = {
+                split: pd.Series(dict(series[metric]))
+                for split, series in card.metrics.items()
+                if metric in series
+            }
+            st.line_chart(pd.DataFrame(lines).rename_axis("step"), height=260)
+        else:
+            st.caption("No metrics.jsonl in the run directory.")
+    if card.eval_reports:
+        st.markdown("**Evaluations** (scripts/evaluate.py)")
+        rows = [support.report_row(name, report) for name, report in card.eval_reports]
+        st.dataframe(pd.DataFrame(rows), hide_index=True)
+    curves = [(c, p) for c, p in card.plots if p.endswith("curves.png")]
+    for caption, image in curves:
+        st.image(image, caption=caption)
+    confusions = [plot for plot in card.plots if plot not in curves]
+    if confusions:
+        columns = st.columns(2)
+        for i, (caption, image) in enumerate(confusions):
+            columns[i % 2].image(image, caption=caption)
+
+
+def no_model_page(problem: str) -> None:
+    st.title("jaxbert")
+    if problem:
+        st.error(problem, icon=":material/error:")
+    else:
+        st.info("No model loaded yet.", icon=":material/info:")
+    st.markdown(
+        "Type a run directory in the sidebar, or start the app with one:\n\n"
+        "`streamlit run app.py -- --model runs/sbert_small` or "
+        "`JAXBERT_MODEL=runs/sbert_small streamlit run app.py`\n\n"
+        "To train a model (BERT pretraining, then Sentence-BERT fine-tuning on NLI):"
+    )
+    st.code(TRAIN_COMMANDS, language="bash")
+    st.markdown(
+        "An imported Hugging Face / sentence-transformers folder works too, as `hf:<folder>` "
+        "(similarity and search only: it has no NLI classifier)."
+    )
+
+
+def sidebar_summary(model: SentenceModel) -> None:
+    info = model.describe()
+    labels = ", ".join(info["labels"]) if model.has_classifier else "none (no classifier)"
+    st.sidebar.markdown(
+        f"**Source** `{info['source']}`  \n"
+        f"**Encoder** {info['layers']} layers · hidden {info['hidden']} · {info['heads']} heads  \n"
+        f"**Parameters** {info['parameters'] / 1e6:.2f} M  \n"
+        f"**Tokens** vocabulary {info['vocab']:,} · max {info['max_tokens']} per sentence  \n"
+        f"**Pooling** {info['pooling']}{' + L2 norm' if info['normalize'] else ''}  \n"
+        f"**Labels** {labels}"
+    )
+
+
+def main() -> None:
+    st.set_page_config(page_title="jaxbert", page_icon=":material/hub:", layout="wide")
+    st.sidebar.header("jaxbert")
+    path = st.sidebar.text_input(
+        "Model directory",
+        support.model_path_from(sys.argv[1:], os.environ),
+        key="model_path",
+        help="A run directory (runs/sbert_small) or hf:<folder> of an imported model.",
+    ).strip()
+    if not path:
+        no_model_page("")
+        return
+    try:
+        model = load_model(path)
+    except Exception as error:  # noqa: BLE001 (shown to the user instead of a stack trace)
+        no_model_page(f"Cannot load a model from `{path}`: {error}")
+        return
+    sidebar_summary(model)
+    st.sidebar.caption("Served from this machine: nothing you type leaves it.")
+
+    st.title("jaxbert")
+    st.caption(f"Sentence-BERT in JAX · `{model.source}`")
+    if not model.has_classifier:
+        st.info(
+            "This model has no NLI classifier (a pretraining run, an imported encoder, or a "
+            "ranking / regression fine-tune), so it offers cosine similarity and semantic search "
+            "only.",
+            icon=":material/info:",
+        )
+    tabs = st.tabs(["Pair query", "Examples", "Batch", "Semantic search", "Model card"])
+    with tabs[0]:
+        pair_section(model)
+    with tabs[1]:
+        examples_section(model)
+    with tabs[2]:
+        batch_section(model)
+    with tabs[3]:
+        search_section(model)
+    with tabs[4]:
+        model_card_section(model, path)
+
+
+main()

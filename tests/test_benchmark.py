@@ -1,0 +1,163 @@
+"""scripts/benchmark.py: every sub-command runs on a tiny setup and prints valid JSON lines.
+
+These check the plumbing (flags, records, peers in the same process), not the speed.
+"""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+from jaxbert import benchmarking
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import SIZES
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PEER_DIR = ROOT.parent / "shared" / "bench"
+ENVIRONMENT = {"host", "loadavg", "backend", "device", "devices", "jax"}
+NLI_ROWS = [
+    ("A man plays a guitar on the street.", "A man makes music.", "entailment"),
+    ("Two dogs run through a snowy field.", "The dogs are asleep.", "contradiction"),
+    ("A woman reads a book in the park.", "A woman reads a novel.", "neutral"),
+    ("The chef cooks dinner for the guests.", "Someone is cooking.", "entailment"),
+]
+
+
+def _load_cli():
+    spec = importlib.util.spec_from_file_location("benchmark_cli", ROOT / "scripts/benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CLI = _load_cli()
+
+
+def run(capsys, *argv) -> list[dict]:
+    capsys.readouterr()
+    CLI.main([str(a) for a in argv])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert records and all(ENVIRONMENT <= set(r) for r in records)
+    assert all(len(r["loadavg"]) == 3 for r in records)
+    return records
+
+
+def has_peer() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("torch", "sentence_transformers"))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A WordPiece vocab, an NLI csv (SNLI dev layout) and an STS-B-layout dev file."""
+    root = tmp_path_factory.mktemp("bench")
+    texts = [t for row in NLI_ROWS for t in row[:2]]
+    BertTokenizer.train(texts * 20, vocab_size=120).save(root)
+    with open(root / "nli.csv", "w") as f:
+        f.write("sentence1,sentence2,label\n")
+        for i in range(48):
+            premise, hypothesis, label = NLI_ROWS[i % len(NLI_ROWS)]
+            f.write(f'"{premise}","{hypothesis}",{label}\n')
+    with open(root / "sts-dev.csv", "w") as f:
+        for i, (a, b, _) in enumerate(NLI_ROWS * 3):
+            f.write(f"main\tx\t2024\t{i}\t{i % 6}.0\t{a}\t{b}\n")
+    return root
+
+
+def test_flops_formula_is_bench_commons():
+    if not (PEER_DIR / "bench_common.py").is_file():
+        pytest.skip("../shared/bench/bench_common.py is not here")
+    sys.path.insert(0, str(PEER_DIR))
+    try:
+        import bench_common
+    finally:
+        sys.path.remove(str(PEER_DIR))
+    for size in ("tiny", "mini", "small", "base", "large"):
+        layers, hidden, _, intermediate = bench_common.PRESETS[size]
+        assert (SIZES[size]["num_layers"], SIZES[size]["hidden_size"]) == (layers, hidden)
+        for seq, masked in ((128, 19.2), (512, 76), (64, 9)):
+            ours = benchmarking.model_flops_per_seq(
+                layers, hidden, intermediate, 30522, seq, masked
+            )
+            theirs = bench_common.model_flops_per_seq(
+                layers, hidden, intermediate, 30522, seq, masked
+            )
+            assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+def test_pretrain(capsys, tmp_path):
+    (record,) = run(
+        capsys, "pretrain", "--size", "tiny", "--batch", 4, "--seq", 16, "--vocab-size", 300,
+        "--warmup", 1, "--steps", 2, "--peak-tflops", 1.0, "--grad-accum", 2,
+        "--moment-dtype", "bfloat16", "--no-nsp", "--profile", tmp_path / "trace",
+    )  # fmt: skip
+    assert record["bench"] == "pretrain" and record["size"] == "tiny" and record["steps"] == 2
+    assert record["seq_per_s"] > 0 and record["tokens_per_s"] == pytest.approx(
+        16 * record["seq_per_s"], rel=0.01
+    )
+    assert record["masked_per_seq"] == 2  # round(0.15 * (16 - 3))
+    assert record["mfu"] == pytest.approx(record["model_tflops"], abs=1e-3)
+    assert record["nsp"] is False and record["compile_s"] > 0
+    assert any((tmp_path / "trace").rglob("*.xplane.pb"))
+
+
+def test_input_corpus_and_pairs(capsys, files, tiny_corpus_dir):
+    records = run(
+        capsys, "input", "--files", tiny_corpus_dir / "corpus.jsonl", "--tokenizer-dir", files,
+        "--cache-dir", files / "cache", "--batch-size", 8, "--max-len", 32, "--seconds", 0.2,
+        "--nsp", "both", "--target", 100,
+    )  # fmt: skip
+    assert [r["bench"] for r in records] == ["input_corpus", "input_pretrain", "input_pretrain"]
+    assert records[1]["sequences_per_s"] > 0 and "ratio_to_target" in records[1]
+    (pairs,) = run(
+        capsys, "input", "--pairs", files / "nli.csv", "--vocab", files / "vocab.txt",
+        "--batch-size", 8, "--buckets", "8,16,32", "--seconds", 0.2,
+    )  # fmt: skip
+    assert pairs["bench"] == "input_pairs" and pairs["pairs"] == 48
+    assert pairs["pairs_per_s"] > 0 and 0 <= pairs["padding_fraction"] < 1
+
+
+@pytest.mark.slow
+def test_finetune_with_peer(capsys, files):
+    peer = ["--peer"] if has_peer() else []
+    records = run(
+        capsys, "finetune", "--model", "tiny", "--vocab", files / "vocab.txt",
+        "--data", files / "nli.csv", "--batch", 8, "--buckets", "32", "--max-len", 32,
+        "--warmup", 1, "--steps", 2, *peer,
+    )  # fmt: skip
+    ours = records[0]
+    assert ours["impl"] == "jaxbert" and ours["pairs"] == 48 and ours["pairs_per_s"] > 0
+    if peer:
+        assert records[1]["impl"] == "sentence-transformers" and records[1]["pairs_per_s"] > 0
+
+
+def test_encode_with_peer(capsys, files):
+    peer = ["--peer"] if has_peer() else []
+    records = run(
+        capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
+        "--data", files / "nli.csv", "--num-sentences", 16, "--batch", 8, "--queries", 3,
+        "--rounds", 1, "--max-len", 32, *peer,
+    )  # fmt: skip
+    kinds = [(r["bench"], r["impl"], r["batch"]) for r in records]
+    assert kinds[:2] == [("encode", "jaxbert", 8), ("encode", "jaxbert", 1)]
+    assert kinds[-2:] == [("classify", "jaxbert", 64), ("classify", "jaxbert", 1)]
+    assert records[1]["latency_ms_p50"] <= records[1]["latency_ms_p95"]
+    if peer:
+        assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
+
+
+def test_make_pairs_and_finetune_memory(capsys, files, tmp_path):
+    out = tmp_path / "pairs.csv"
+    (made,) = run(
+        capsys, "make-pairs", "--source", files / "nli.csv", "--out", out, "--num-pairs", 200
+    )
+    assert made["pairs"] == 200 and len(out.read_text().splitlines()) == 201
+    (memory,) = run(
+        capsys, "finetune", "--memory", "--pairs-file", out, "--model", "tiny",
+        "--vocab", files / "vocab.txt", "--eval-sts", files / "sts-dev.csv", "--batch", 8,
+        "--buckets", "32", "--max-len", 32, "--max-steps", 2,
+    )  # fmt: skip
+    assert memory["steps"] == 2 and memory["file_lines"] == 201
+    assert memory["peak_rss_gib"] >= memory["rss_after_imports_gib"] > 0
