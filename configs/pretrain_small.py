@@ -3,7 +3,11 @@
     python scripts/pretrain.py --config configs/pretrain_small.py --workdir runs/wiki_small \
         --config.data.train_files='../shared/data/pretrain_text/*.jsonl.gz'
 
-Expected (2-core CPU): EXPECTED_SMALL
+Expected (2-core CPU, measured 2026-11-27): tokenizer training + corpus cache ~5 min once (19,217
+articles, 64 M tokens), then 2,000 steps of 32 x 128 tokens in ~42 min (~3,100 tokens/s, 1.25 s
+per step). Held-out eval at the end: MLM accuracy 13.5 %, perplexity 838, NSP accuracy 65 %.
+That is 8 M training tokens, a tiny budget (BERT saw ~130 G): an encoder that has only begun
+to learn, good enough to show the pipeline, not to compete with published checkpoints.
 """
 
 from jaxbert.configs import pretrain_config

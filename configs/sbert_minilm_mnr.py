@@ -7,7 +7,9 @@ with multiple-negatives ranking on the entailment pairs of the SNLI train subset
 init_from defaults to that package's folder when it is installed; pass
 --config.init_from=hf:<folder> for any other BERT / sentence-transformers checkpoint.
 
-Expected (2-core CPU): EXPECTED_MINILM
+Expected (2-core CPU, measured 2026-11-27): 93 steps (1 epoch of 6,015 entailment pairs) in
+~5 min; STS-B dev Spearman 86.72 before (the published figure), 86.59 after: the small SNLI
+subset adds nothing to a model already trained on a billion pairs.
 """
 
 import os

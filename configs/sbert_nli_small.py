@@ -4,7 +4,9 @@ train subset, softmax objective over [u, v, |u-v|], mean pooling.
     python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sbert_small \
         --config.init_from=runs/wiki_small
 
-Expected (2-core CPU): EXPECTED_SBERT_SMALL
+Expected (2-core CPU, measured 2026-11-27, from the pretrain_small encoder): 1,686 steps (3
+epochs) in ~7.5 min; SNLI dev accuracy 62.0 %, MultiNLI dev 41.6 / 40.6 % (matched /
+mismatched), STS-B dev Spearman 49.1, SICK trial relatedness Spearman 51.2.
 """
 
 from jaxbert.configs import finetune_config

@@ -4,7 +4,8 @@
         --config.init_from=runs/pretrain_tiny
 
 Without init_from it trains a tiny encoder from scratch on the bert-base-uncased vocab.
-Expected (2-core CPU): EXPECTED_SBERT_TINY
+Expected (2-core CPU, measured 2026-11-27, from scratch, with other jobs running): about a
+minute; SNLI dev accuracy (first 1,000 pairs) ~48 % after 120 steps of 32 pairs. A smoke run.
 """
 
 from jaxbert.configs import finetune_config

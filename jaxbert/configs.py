@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxbert.model import BertConfig, padded_vocab_size
+
 
 def _model() -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
@@ -134,3 +136,30 @@ def finetune_config() -> ml_collections.ConfigDict:
     config.train.eval_at_start = True
     config.train.primary_metric = "sts_spearman"  # or nli_accuracy, eval_loss
     return config
+
+
+def bert_config(model_cfg, vocab_size: int) -> BertConfig:
+    """A fresh model of a named size with one embedding row per token (padded)."""
+    return BertConfig.from_size(
+        model_cfg.size,
+        vocab_size=padded_vocab_size(vocab_size, model_cfg.vocab_multiple),
+        max_position_embeddings=model_cfg.max_position_embeddings,
+        hidden_dropout=model_cfg.hidden_dropout,
+        attention_dropout=model_cfg.attention_dropout,
+        dtype=model_cfg.dtype,
+        attention_impl=model_cfg.attention_impl,
+    )
+
+
+def with_runtime_options(loaded: BertConfig, model_cfg) -> BertConfig:
+    """Loaded weights fix the shapes; compute dtype, attention kernel and dropout come from the
+    experiment config."""
+    return BertConfig.from_dict(
+        dict(
+            loaded.to_dict(),
+            dtype=model_cfg.dtype,
+            attention_impl=model_cfg.attention_impl,
+            hidden_dropout=model_cfg.hidden_dropout,
+            attention_dropout=model_cfg.attention_dropout,
+        )
+    )

@@ -13,11 +13,11 @@ import logging
 import jax
 import jax.numpy as jnp
 
-from jaxbert import checkpoint, evaluate, losses, train
+from jaxbert import checkpoint, configs, evaluate, losses, train
 from jaxbert.data import nli
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 from jaxbert.data.tokenizer import BertTokenizer
-from jaxbert.model import BertConfig, padded_vocab_size
+from jaxbert.model import BertConfig
 from jaxbert.sbert import SentenceBert
 from jaxbert.serve import SentenceModel
 
@@ -29,19 +29,6 @@ METRIC_MODES = {"sts_spearman": "max", "nli_accuracy": "max", "eval_loss": "min"
 
 def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
-
-
-def runtime_model_config(loaded: BertConfig, model_cfg) -> BertConfig:
-    """Weights fix the shapes; compute dtype, attention kernel and dropout come from the config."""
-    return BertConfig.from_dict(
-        dict(
-            loaded.to_dict(),
-            dtype=model_cfg.dtype,
-            attention_impl=model_cfg.attention_impl,
-            hidden_dropout=model_cfg.hidden_dropout,
-            attention_dropout=model_cfg.attention_dropout,
-        )
-    )
 
 
 def encoder_source(config, run_dir: str):
@@ -57,7 +44,7 @@ def encoder_source(config, run_dir: str):
         return model_config, BertTokenizer.from_json_str(meta["tokenizer"]), None
     if config.init_from:
         model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
-        return runtime_model_config(model_config, config.model), tokenizer, params["bert"]
+        return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]
     if not config.tokenizer.vocab_file:
         raise ValueError(
             "training from scratch needs config.tokenizer.vocab_file (a WordPiece vocab.txt); "
@@ -66,16 +53,7 @@ def encoder_source(config, run_dir: str):
     tokenizer = BertTokenizer.from_vocab(
         config.tokenizer.vocab_file, lowercase=config.tokenizer.lowercase
     )
-    model_cfg = config.model
-    model_config = BertConfig.from_size(
-        model_cfg.size,
-        vocab_size=padded_vocab_size(tokenizer.vocab_size, model_cfg.vocab_multiple),
-        max_position_embeddings=model_cfg.max_position_embeddings,
-        hidden_dropout=model_cfg.hidden_dropout,
-        attention_dropout=model_cfg.attention_dropout,
-        dtype=model_cfg.dtype,
-        attention_impl=model_cfg.attention_impl,
-    )
+    model_config = configs.bert_config(config.model, tokenizer.vocab_size)
     return model_config, tokenizer, None
 
 

@@ -12,12 +12,12 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbert import checkpoint, losses, train
+from jaxbert import checkpoint, configs, losses, train
 from jaxbert.data import sources
 from jaxbert.data.corpus import TokenizedCorpus, prepare_corpus
 from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
 from jaxbert.data.tokenizer import BertTokenizer
-from jaxbert.model import BertConfig, BertForPreTraining, padded_vocab_size
+from jaxbert.model import BertConfig, BertForPreTraining
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +85,7 @@ def model_config_from(config, tokenizer: BertTokenizer) -> BertConfig:
             f"data.max_len {config.data.max_len} exceeds model.max_position_embeddings "
             f"{model.max_position_embeddings}"
         )
-    return BertConfig.from_size(
-        model.size,
-        vocab_size=padded_vocab_size(tokenizer.vocab_size, model.vocab_multiple),
-        max_position_embeddings=model.max_position_embeddings,
-        hidden_dropout=model.hidden_dropout,
-        attention_dropout=model.attention_dropout,
-        dtype=model.dtype,
-        attention_impl=model.attention_impl,
-    )
+    return configs.bert_config(model, tokenizer.vocab_size)
 
 
 def check_vocab(model_config: BertConfig, tokenizer: BertTokenizer) -> None:
@@ -250,15 +242,7 @@ def pretrain(config, run_dir: str) -> dict:
     )
     model_config = model_config_from(config, tokenizer)
     if init is not None:
-        model_config = BertConfig.from_dict(
-            dict(
-                init[0].to_dict(),
-                dtype=model_config.dtype,
-                attention_impl=model_config.attention_impl,
-                hidden_dropout=model_config.hidden_dropout,
-                attention_dropout=model_config.attention_dropout,
-            )
-        )
+        model_config = configs.with_runtime_options(init[0], config.model)
     check_vocab(model_config, tokenizer)
     model = BertForPreTraining(model_config)
     batch_size = config.train.batch_size

@@ -43,11 +43,10 @@ def write_sts_file(path, n=40, seed=1):
             f.write(f"main\tx\t2024\t{i}\t{5.0 if a == b else rng.uniform(0, 3):.2f}\t{a}\t{b}\n")
 
 
-@pytest.fixture(scope="module")
-def pretrained_run(tmp_path_factory):
+def tiny_pretrain_config(root):
+    """A tiny BERT pretraining on 60 synthetic documents written into `root`."""
     from conftest import synthetic_documents
 
-    root = tmp_path_factory.mktemp("e2e")
     corpus = root / "corpus.jsonl"
     with open(corpus, "w") as f:
         for text in synthetic_documents(60):
@@ -67,6 +66,13 @@ def pretrained_run(tmp_path_factory):
     config.train.eval_every = 3
     config.train.checkpoint_every = 3
     config.train.eval_batches = 2
+    return config
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    config = tiny_pretrain_config(root)
     run_dir = str(root / "pretrain")
     config.train.num_steps = 3
     first = pretrain.pretrain(config, run_dir)
@@ -160,28 +166,14 @@ def test_evaluate_pretraining_run_on_a_text_file(pretrained_run):
 
 
 def test_pretraining_loss_falls_on_a_synthetic_corpus(tmp_path):
-    from conftest import synthetic_documents
 
-    corpus = tmp_path / "corpus.jsonl"
-    with open(corpus, "w") as f:
-        for text in synthetic_documents(60):
-            f.write(json.dumps({"text": text}) + "\n")
-    config = pretrain_config()
-    config.data.train_files = str(corpus)
-    config.data.cache_dir = str(tmp_path / "cache")
-    config.data.val_documents = 6
-    config.data.max_len = 32
-    config.data.max_predictions = 5
-    config.tokenizer.vocab_size = 300
-    config.model.size = "tiny"
-    config.model.max_position_embeddings = 64
+    config = tiny_pretrain_config(tmp_path)
     config.optim.lr = 2e-3
     config.train.batch_size = 16
     config.train.num_steps = 60
     config.train.log_every = 10
     config.train.eval_every = 30
     config.train.checkpoint_every = 60
-    config.train.eval_batches = 2
     pretrain.pretrain(config, str(tmp_path / "run"))
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     mlm = [r["mlm_loss"] for r in records if r["split"] == "train"]
