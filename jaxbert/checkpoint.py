@@ -21,6 +21,9 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import BertConfig
+
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
@@ -193,25 +196,49 @@ def load_params(run_dir: str, which: str = "best") -> tuple[Any, dict, int]:
     raise CheckpointError(f"no readable checkpoint in {run_dir!r}:\n  " + "\n  ".join(errors))
 
 
-def _best_step_from_meta(manager, steps: list[int]) -> int | None:
-    """The step whose saved meta marks it best (meta['best_step'] of the newest readable step)."""
-    for step in steps:
+def _newest_meta(manager, steps: list[int]) -> dict | None:
+    """The meta of the newest readable step (no arrays are read)."""
+    for step in sorted(steps, reverse=True):
         try:
-            meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            return manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+                "meta"
+            ]
         except Exception:  # noqa: BLE001
             continue
-        best = meta["meta"].get("best_step")
-        return best if best in steps else None
     return None
+
+
+def _best_step_from_meta(manager, steps: list[int]) -> int | None:
+    """The step whose saved meta marks it best (meta['best_step'] of the newest readable step)."""
+    meta = _newest_meta(manager, steps)
+    best = meta.get("best_step") if meta else None
+    return best if best in steps else None
+
+
+def load_meta(run_dir: str) -> dict:
+    """The newest readable checkpoint's meta (model config, tokenizer, labels, ...) alone."""
+    manager = ocp.CheckpointManager(
+        os.path.abspath(os.path.join(run_dir, CHECKPOINT_DIR)),
+        options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+    )
+    meta = _newest_meta(manager, list(manager.all_steps()))
+    manager.close()
+    if meta is None:
+        raise CheckpointError(f"no readable checkpoint in {run_dir!r}")
+    return meta
+
+
+def model_and_tokenizer(meta: dict) -> tuple[BertConfig, BertTokenizer]:
+    """The model config and tokenizer every checkpoint's meta carries."""
+    return BertConfig.from_dict(meta["model_config"]), BertTokenizer.from_json_str(
+        meta["tokenizer"]
+    )
 
 
 def load_encoder(init_from: str):
     """(BertConfig, BertTokenizer, params) to start a run from: another run directory (its
     `bert` subtree, plus pretraining heads `cls` when it has them) or `hf:<folder>` (a Hugging
     Face BERT / sentence-transformers folder, safetensors only)."""
-    from jaxbert.data.tokenizer import BertTokenizer
-    from jaxbert.model import BertConfig
-
     if init_from.startswith("hf:"):
         from jaxbert import hf
 
@@ -222,8 +249,4 @@ def load_encoder(init_from: str):
         raise CheckpointError(f"{init_from!r} (step {step}) holds no BERT encoder")
     log.info("initialising the encoder from %s, step %d", init_from, step)
     kept = {k: v for k, v in params.items() if k in ("bert", "cls")}
-    return (
-        BertConfig.from_dict(meta["model_config"]),
-        BertTokenizer.from_json_str(meta["tokenizer"]),
-        kept,
-    )
+    return (*model_and_tokenizer(meta), kept)

@@ -196,14 +196,13 @@ def evaluate_pretraining(
     from jaxbert.data import sources
     from jaxbert.data.corpus import build_corpus
     from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
-    from jaxbert.data.tokenizer import BertTokenizer
-    from jaxbert.model import BertConfig, BertForPreTraining
+    from jaxbert.model import BertForPreTraining
 
     params, meta, step = checkpoint.load_params(run_dir)
     if meta.get("kind") != "pretraining":
         raise ValueError(f"{run_dir!r} is a {meta.get('kind')} run, not a pretraining run")
-    tokenizer = BertTokenizer.from_json_str(meta["tokenizer"])
-    model = BertForPreTraining(BertConfig.from_dict(meta["model_config"]))
+    model_config, tokenizer = checkpoint.model_and_tokenizer(meta)
+    model = BertForPreTraining(model_config)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = build_corpus(
             sources.iter_documents(files=files, text_field=text_field), tokenizer, tmp

@@ -17,7 +17,6 @@ from jaxbert import checkpoint, configs, evaluate, losses, train
 from jaxbert.data import nli
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 from jaxbert.data.tokenizer import BertTokenizer
-from jaxbert.model import BertConfig
 from jaxbert.sbert import SentenceBert
 from jaxbert.serve import SentenceModel
 
@@ -39,9 +38,7 @@ def encoder_source(config, run_dir: str):
     """
     resuming = checkpoint.has_checkpoint(run_dir)
     if resuming:
-        _, meta, _ = checkpoint.load_params(run_dir, which="latest")
-        model_config = BertConfig.from_dict(meta["model_config"])
-        return model_config, BertTokenizer.from_json_str(meta["tokenizer"]), None
+        return (*checkpoint.model_and_tokenizer(checkpoint.load_meta(run_dir)), None)
     if config.init_from:
         model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
         return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]

@@ -122,8 +122,7 @@ class SentenceModel:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"model directory {path!r} does not exist")
         params, meta, step = checkpoint.load_params(path, which=which)
-        model_config = BertConfig.from_dict(meta["model_config"])
-        tokenizer = BertTokenizer.from_json_str(meta["tokenizer"])
+        model_config, tokenizer = checkpoint.model_and_tokenizer(meta)
         if meta.get("kind") == "pretraining":
             # The encoder of a pretraining run: mean pooling, no NLI head.
             params = {"bert": params["bert"]}

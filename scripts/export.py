@@ -13,8 +13,6 @@ import logging
 import os
 
 from jaxbert import checkpoint, hf
-from jaxbert.data.tokenizer import BertTokenizer
-from jaxbert.model import BertConfig
 
 
 def main() -> None:
@@ -34,8 +32,7 @@ def main() -> None:
     else:
         params, meta, step = checkpoint.load_params(source, which="best")
         logging.info("exporting %s, step %d", source, step)
-        config = BertConfig.from_dict(meta["model_config"])
-        tokenizer = BertTokenizer.from_json_str(meta["tokenizer"])
+        config, tokenizer = checkpoint.model_and_tokenizer(meta)
         pretraining = meta.get("kind") == "pretraining"
         pooling = "mean" if pretraining else meta.get("pooling", "mean")
         normalize = False if pretraining else meta.get("normalize", False)
