@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import glob
+import gzip
 import itertools
 import json
 import os
@@ -108,6 +110,80 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
+# Kernel-name patterns -> the kind of work, for the profile summary (first match wins).
+OP_KINDS = (
+    ("attention", ("cudnn", "fmha", "flash", "attention", "sdpa")),
+    ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "cublas", "wgmma", "dot", "matmul")),
+    ("rng", ("rng", "philox", "threefry", "random")),
+    ("reduce", ("reduce", "reduction")),
+    ("copy/transpose", ("copy", "transpose", "memcpy", "memset")),
+    ("scatter/gather", ("scatter", "gather")),
+)
+
+
+def op_kind(name: str) -> str:
+    lower = name.lower()
+    for kind, patterns in OP_KINDS:
+        if any(p in lower for p in patterns):
+            return kind
+    return "elementwise/other fusion"
+
+
+def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
+    """Where device time goes in a `jax.profiler.trace` of `steps` steps: milliseconds per step
+    by kernel (the top `top`) and by kind of op (`op_kind`).
+
+    Reads the trace's `*.trace.json.gz`. Kernels are the events of the device processes'
+    stream lines (`/device:GPU:0` ... `Stream #N`), which are what the chip ran; on CPU, where
+    no device process exists, the XLA thunks on the host's XLA threads stand in.
+    """
+    paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True))
+    if not paths:
+        raise FileNotFoundError(f"no *.trace.json.gz under {trace_dir}")
+    with gzip.open(paths[-1], "rt") as f:
+        events = json.load(f)["traceEvents"]
+    processes, threads = {}, {}
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            processes[e["pid"]] = e["args"]["name"]
+        elif e.get("ph") == "M" and e.get("name") == "thread_name":
+            threads[e["pid"], e["tid"]] = e["args"]["name"]
+
+    def on_device(e):
+        process, thread = processes.get(e["pid"], ""), threads.get((e["pid"], e.get("tid")), "")
+        return process.startswith("/device:") and thread.lower().startswith("stream")
+
+    def on_cpu_xla(e):  # thunks, not the executor/thread-pool spans that enclose them
+        thread = threads.get((e["pid"], e.get("tid")), "")
+        return ("XLAEigen" in thread or "XLACpu" in thread) and "::" not in e["name"]
+
+    spans = [e for e in events if e.get("ph") == "X"]
+    kernels = [e for e in spans if on_device(e)] or [e for e in spans if on_cpu_xla(e)]
+    by_name, by_kind = {}, {}
+    for e in kernels:
+        by_name[e["name"]] = by_name.get(e["name"], 0.0) + e["dur"]
+        kind = op_kind(e["name"])
+        by_kind[kind] = by_kind.get(kind, 0.0) + e["dur"]
+    total = sum(by_name.values()) or 1.0
+
+    def per_step(us):
+        return round(us / 1e3 / steps, 3)
+
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
+    return dict(
+        kernel_ms_per_step=per_step(total),
+        kernels_per_step=round(len(kernels) / steps, 1),
+        by_kind={
+            k: dict(ms=per_step(v), share=round(v / total, 3))
+            for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+        },
+        top=[
+            dict(name=name[:120], kind=op_kind(name), ms=per_step(us), share=round(us / total, 3))
+            for name, us in ranked
+        ],
+    )
+
+
 # ----------------------------------------------------------------------------- FLOPs
 
 
@@ -194,13 +270,16 @@ def bench_pretrain(
     warmup=3,
     steps=10,
     peak_tflops=0.0,
+    dropout_rng="threefry2x32",
     profile="",
     max_docs=2000,
     cache_dir=".cache/jaxbert",
     seed=0,
 ) -> Iterator[dict]:
     """Steps/s of the real jitted pretraining step (`train.make_train_step` over the pretraining
-    loss, state donated, batch sharded on the mesh) for each size x attention (comma lists)."""
+    loss, state donated, batch sharded on the mesh) for each size x attention x dropout_rng
+    (comma lists). With `profile`, 3 more steps are traced there and summarised
+    (`profile_summary`)."""
     rng = np.random.default_rng(seed)
     count = max(1, min(warmup + steps, 8))  # distinct batches, cycled
     if data == "random":
@@ -225,9 +304,10 @@ def bench_pretrain(
     optim = configs.pretrain_config().optim
     optim.moment_dtype, optim.grad_accum = moment_dtype, grad_accum
     tx, _, _ = train.make_optimizer(optim, total_steps=100_000)
-    step_rng = jax.random.key(seed + 1)
     example = {k: v[:1] for k, v in host_batches[0].items()}
-    for size_name, impl in [(s, a) for s in _split(size) for a in _split(attention)]:
+    runs = [(s, a, r) for s in _split(size) for a in _split(attention) for r in _split(dropout_rng)]
+    for size_name, impl, rng_impl in runs:
+        step_rng = train.dropout_key(jax.random.key(seed + 1), rng_impl)
         config = BertConfig.from_size(
             size_name,
             vocab_size=padded_vocab_size(vocab_size, 128),
@@ -257,16 +337,17 @@ def bench_pretrain(
         memory = compiled.memory_analysis()
         batches = itertools.cycle(device_batches)
 
-        def step_fn(state, batch, compiled=compiled):
+        def step_fn(state, batch, compiled=compiled, step_rng=step_rng):
             return compiled(state, batch, step_rng)
 
         state, metrics, warmup_s, elapsed = steady_state(
             step_fn, state, batches, warmup=warmup, steps=steps
         )
-        trace_dir = os.path.join(profile, f"{size_name}_{impl}") if profile else None
+        trace_dir = os.path.join(profile, f"{size_name}_{impl}_{rng_impl}") if profile else None
         if trace_dir:
             with jax.profiler.trace(trace_dir):
                 state = steady_state(step_fn, state, batches, warmup=0, steps=3)[0]
+            summary = profile_summary(trace_dir, steps=3)
         seq_per_s = steps * batch_size / elapsed
         flops = model_flops_per_seq(
             config.num_layers,
@@ -292,6 +373,7 @@ def bench_pretrain(
             seq=seq_len,
             dtype=dtype,
             attention=impl,
+            dropout_rng=rng_impl,
             data=data,
             nsp=nsp,
             moment_dtype=moment_dtype,
@@ -311,6 +393,7 @@ def bench_pretrain(
             peak_rss_gib=peak_rss_gib(),
             loss=round(float(metrics["loss"]), 4),
             profile=trace_dir,
+            **({"profile_summary": summary} if trace_dir else {}),
         )
         del state, compiled, step  # free the device memory before the next configuration
 
@@ -534,6 +617,7 @@ def bench_finetune(
     dtype="float32",
     attention="xla",
     max_pairs=0,
+    dropout_rng="threefry2x32",
     warmup=3,
     steps=20,
     peer=False,
@@ -565,7 +649,7 @@ def bench_finetune(
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
-    step_rng = jax.random.key(seed + 1)
+    step_rng = train.dropout_key(jax.random.key(seed + 1), dropout_rng)
     example = batches.make_batch(batches.epoch_plan(0)[0])
 
     def abstract(length):
@@ -608,6 +692,8 @@ def bench_finetune(
         batch=batch_size,
         buckets=",".join(map(str, bucket_list)),
         dtype=dtype,
+        attention=attention,
+        dropout_rng=dropout_rng,
         steps=steps,
         pairs_per_s=round(steps * batch_size / elapsed, 1),
         real_tokens_per_s=round(sum(tokens[warmup:]) / elapsed),
@@ -850,3 +936,54 @@ def bench_encode(
     one = latency_summary(_latencies(lambda pair: ours.classify(*pair), pairs))
     one["pairs_per_s"] = one.pop("per_s")
     yield dict(bench="classify", impl="jaxbert", **info, batch=1, queries=len(pairs), **one)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def report(records: list[dict]) -> str:
+    """Markdown tables from benchmark JSON lines, ours and the peers' (../shared/bench) mixed:
+    pretraining seq/s and MFU with the ratio to the torch.compile peer of the same size, SBERT
+    fine-tuning pairs/s against sentence-transformers, and each profile's kinds of work."""
+    lines = []
+    pretrain = [r for r in records if r.get("bench") == "pretrain" or "peer" in r and "mfu" in r]
+    compiled = {
+        r["preset"]: r["seq_per_s"]
+        for r in pretrain
+        if r.get("peer", "").startswith("hf-torch") and r.get("mode") == "compile"
+    }
+    if pretrain:
+        lines += [
+            "| impl | size | batch x seq | attention | dropout rng | step ms | seq/s | MFU | "
+            "vs torch.compile | peak GiB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in pretrain:
+            size = r.get("size", r.get("preset"))
+            impl = "jaxbert" if r.get("bench") else f"{r['peer']} {r.get('mode', '')}".strip()
+            ratio = f"{r['seq_per_s'] / compiled[size]:.2f}x" if size in compiled else ""
+            mfu = f"{100 * r['mfu']:.1f} %" if r.get("mfu") is not None else ""
+            memory = r.get("peak_device_memory_gib", r.get("peak_mem_gib"))
+            lines.append(
+                f"| {impl} | {size} | {r['batch']} x {r['seq']} | {r.get('attention', '')} | "
+                f"{r.get('dropout_rng', '')} | {r['step_ms']} | {r['seq_per_s']:,.0f} | {mfu} | "
+                f"{ratio} | {memory if memory is not None else ''} |"
+            )
+    finetune = [r for r in records if r.get("bench") == "finetune" or r.get("job") == "finetune"]
+    if finetune:
+        lines += ["", "| impl | model | batch | pairs/s |", "| --- | --- | --- | --- |"]
+        for r in finetune:
+            impl = "jaxbert" if r.get("bench") else r["peer"]
+            lines.append(f"| {impl} | {r['model']} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
+    for r in records:
+        summary = r.get("profile_summary")
+        if not summary:
+            continue
+        kinds = ", ".join(f"{k} {v['ms']} ms" for k, v in summary["by_kind"].items())
+        lines += [
+            "",
+            f"profile {r['size']} {r['attention']} {r['dropout_rng']}: "
+            f"{summary['kernel_ms_per_step']} ms of kernels per step ({kinds})",
+        ]
+        lines += [f"  {t['ms']:8.3f} ms  {t['kind']:<16} {t['name'][:90]}" for t in summary["top"]]
+    return "\n".join(lines)

@@ -117,6 +117,28 @@ def _layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
     )
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose keep mask comes from 16 random bits per element.
+
+    flax's `nn.Dropout` draws a float32 uniform (32 random bits) per element; the mask needs
+    far fewer, and on a GPU generating the bits is a visible share of a BERT-base step (37
+    masks of batch x seq x hidden). 16 bits give the keep probability to 1/65536.
+    """
+
+    rate: float
+
+    @nn.compact
+    def __call__(self, x, *, deterministic: bool):
+        if deterministic or self.rate == 0.0:
+            return x
+        if self.rate >= 1.0:
+            return jnp.zeros_like(x)
+        keep = 1.0 - self.rate
+        threshold = min(round(keep * 2**16), 2**16 - 1)
+        bits = jax.random.bits(self.make_rng("dropout"), x.shape, jnp.uint16)
+        return jnp.where(bits < threshold, x / jnp.asarray(keep, x.dtype), jnp.zeros_like(x))
+
+
 @flax.struct.dataclass
 class EncoderOutput:
     hidden_states: jax.Array  # [batch, seq, hidden]
@@ -162,7 +184,7 @@ class BertEmbeddings(nn.Module):
             name="token_type_embeddings",
         )
         self.layer_norm = _layer_norm(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
 
     def __call__(self, input_ids, segment_ids, *, deterministic: bool):
         """[batch, seq] ids -> [batch, seq, hidden]."""
@@ -206,7 +228,7 @@ class BertSelfAttention(nn.Module):
             )
         # jax.nn.dot_product_attention has no dropout on the attention probabilities (the fused
         # kernels cannot expose them); BERT's attention dropout is applied to the context instead.
-        context = nn.Dropout(config.attention_dropout)(context, deterministic=deterministic)
+        context = Dropout(config.attention_dropout)(context, deterministic=deterministic)
         return context.reshape(batch, seq, config.hidden_size)
 
 
@@ -219,7 +241,7 @@ class BertResidualOutput(nn.Module):
     def __call__(self, x, residual, *, deterministic: bool):
         config = self.config
         x = _dense(config, config.hidden_size, "dense")(x)
-        x = nn.Dropout(config.hidden_dropout)(x, deterministic=deterministic)
+        x = Dropout(config.hidden_dropout)(x, deterministic=deterministic)
         return _layer_norm(config)(x + residual)
 
 
@@ -335,9 +357,12 @@ class BertMLMHead(nn.Module):
         """x [batch, predictions, hidden], embedding_table [vocab, hidden] -> float32 logits."""
         x = BertPredictionTransform(self.config, name="transform")(x)
         bias = self.param("bias", nn.initializers.zeros, (self.config.vocab_size,))
-        table = embedding_table.astype(self.config.compute_dtype)
-        logits = jnp.einsum("bph,vh->bpv", x, table, preferred_element_type=jnp.float32)
-        return logits + bias
+        dtype = self.config.compute_dtype
+        # Logits in the compute dtype, as under torch autocast: float32 logits would make the
+        # backward pass's decoder matmuls float32 (tf32) and double the bytes of the largest
+        # activation (batch x predictions x vocab). The loss upcasts before its softmax.
+        logits = jnp.einsum("bph,vh->bpv", x, embedding_table.astype(dtype))
+        return logits.astype(jnp.float32) + bias
 
 
 class BertPretrainingHeads(nn.Module):

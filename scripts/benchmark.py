@@ -9,6 +9,7 @@
     python scripts/benchmark.py finetune --memory --pairs-file /tmp/jaxbert_bench/nli_1m.csv \
         --model tiny --vocab VOCAB --max-steps 5
     python scripts/benchmark.py encode --model hf:DIR --peer
+    python scripts/benchmark.py report device_out/*.jsonl
 
 The logic lives in `jaxbert.benchmarking` (one `bench_<name>` generator per measurement).
 """
@@ -21,6 +22,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peers load local folders only
 
 from jaxbert import benchmarking as bench  # noqa: E402
+from jaxbert import train  # noqa: E402
 
 
 def emit(record: dict) -> None:
@@ -47,7 +49,8 @@ def run_pretrain(a):
         data=a.data, files=a.files, vocab=a.vocab, vocab_size=a.vocab_size,
         max_predictions=a.max_predictions, nsp=not a.no_nsp, moment_dtype=a.moment_dtype,
         grad_accum=a.grad_accum, warmup=a.warmup, steps=a.steps, peak_tflops=a.peak_tflops,
-        profile=a.profile, max_docs=a.max_docs, cache_dir=a.cache_dir, seed=a.seed,
+        dropout_rng=a.dropout_rng, profile=a.profile, max_docs=a.max_docs,
+        cache_dir=a.cache_dir, seed=a.seed,
     )  # fmt: skip
 
 
@@ -63,7 +66,7 @@ def run_finetune(a):
     return bench.bench_finetune(
         model=a.model, vocab=a.vocab, data=a.pairs_file or a.data, data_root=a.data_root,
         batch_size=a.batch, buckets=a.buckets, max_len=a.max_len, dtype=a.dtype,
-        attention=a.attention, max_pairs=a.max_pairs, warmup=a.warmup,
+        attention=a.attention, max_pairs=a.max_pairs, dropout_rng=a.dropout_rng, warmup=a.warmup,
         steps=a.max_steps or a.steps, peer=a.peer, seed=a.seed,
     )  # fmt: skip
 
@@ -80,6 +83,15 @@ def run_make_pairs(a):
     return bench.write_pairs_file(
         source=a.source, data_root=a.data_root, out=a.out, num_pairs=a.num_pairs
     )
+
+
+def run_report(a):
+    records = []
+    for path in a.files:
+        with open(path) as f:
+            records += [json.loads(line) for line in f if line.startswith("{")]
+    print(bench.report(records))
+    return []
 
 
 def main(argv=None) -> None:
@@ -111,7 +123,8 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="chip peak, for MFU")
-    p.add_argument("--profile", default="", help="write a jax.profiler trace of 3 steps here")
+    p.add_argument("--dropout-rng", default="threefry2x32", help="key impl(s), comma-separated")
+    p.add_argument("--profile", default="", help="trace 3 more steps here and summarise them")
 
     p = command("input", run_input, "host input pipeline: pretraining batches or NLI pairs")
     p.add_argument("--files", default="", help="local files (globs, comma-separated)")
@@ -143,6 +156,7 @@ def main(argv=None) -> None:
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+    p.add_argument("--dropout-rng", default="threefry2x32", choices=train.DROPOUT_RNGS)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=0, help="steps (overrides --steps)")
@@ -167,6 +181,9 @@ def main(argv=None) -> None:
     p.add_argument("--data-root", default="")
     p.add_argument("--out", required=True)
     p.add_argument("--num-pairs", type=int, default=1_000_000)
+
+    p = command("report", run_report, "markdown tables from JSON lines (ours and the peers')")
+    p.add_argument("files", nargs="+", help="files of JSON lines")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

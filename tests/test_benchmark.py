@@ -3,6 +3,7 @@
 These check the plumbing (flags, records, peers in the same process), not the speed.
 """
 
+import gzip
 import importlib.util
 import json
 import pathlib
@@ -101,6 +102,77 @@ def test_pretrain(capsys, tmp_path):
     assert record["mfu"] == pytest.approx(record["model_tflops"], abs=1e-3)
     assert record["nsp"] is False and record["compile_s"] > 0
     assert any((tmp_path / "trace").rglob("*.xplane.pb"))
+
+
+def _trace(path, kernels, host_spans=()):
+    """A profiler trace file: one GPU process with a stream line and an 'XLA Modules' line
+    (which must not be counted), and a host process."""
+    events = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+        {"ph": "M", "pid": 1, "tid": 9, "name": "thread_name", "args": {"name": "XLA Modules"}},
+        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "M", "pid": 2, "tid": 3, "name": "thread_name", "args": {"name": "python"}},
+        {"ph": "X", "pid": 1, "tid": 9, "ts": 0, "dur": 1e6, "name": "jit_train_step"},
+    ]
+    events += [{"ph": "X", "pid": 1, "tid": 7, "ts": 0, "dur": d, "name": n} for n, d in kernels]
+    events += [{"ph": "X", "pid": 2, "tid": 3, "ts": 0, "dur": d, "name": n} for n, d in host_spans]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+
+
+def test_profile_summary_counts_device_kernels_per_step(tmp_path):
+    kernels = [
+        ("nvjet_sm90_tst_128x128_NNT", 3000.0),
+        ("loop_add_fusion_3", 500.0),
+        ("nvjet_sm90_tst_128x128_NNT", 3000.0),
+        ("cudnn_generated_fort_native_sdpa_sm90_flash_fprop", 1000.0),
+        ("input_reduce_fusion_1", 500.0),
+    ]
+    _trace(tmp_path / "plugins/profile/run/host.trace.json.gz", kernels, [("PjitFunction", 9e6)])
+    summary = benchmarking.profile_summary(str(tmp_path), steps=2, top=2)
+    assert summary["kernel_ms_per_step"] == 4.0 and summary["kernels_per_step"] == 2.5
+    assert summary["top"] == [
+        dict(name="nvjet_sm90_tst_128x128_NNT", kind="matmul", ms=3.0, share=0.75),
+        dict(
+            name="cudnn_generated_fort_native_sdpa_sm90_flash_fprop",
+            kind="attention",
+            ms=0.5,
+            share=0.125,
+        ),
+    ]
+    assert list(summary["by_kind"]) == ["matmul", "attention", "elementwise/other fusion", "reduce"]
+    assert summary["by_kind"]["reduce"] == dict(ms=0.25, share=0.062)
+    with pytest.raises(FileNotFoundError, match="no \\*.trace.json.gz"):
+        benchmarking.profile_summary(str(tmp_path / "empty"), steps=1)
+
+
+def test_report_puts_ours_beside_the_peers():
+    ours = dict(
+        bench="pretrain", size="base", batch=256, seq=128, attention="cudnn",
+        dropout_rng="threefry2x32", step_ms=50.0, seq_per_s=5120.0, mfu=0.45,
+        peak_device_memory_gib=17.7,
+        profile_summary=dict(
+            kernel_ms_per_step=49.0, by_kind={"matmul": dict(ms=25.0, share=0.51)},
+            top=[dict(name="nvjet_gemm", kind="matmul", ms=5.0, share=0.1)],
+        ),
+    )  # fmt: skip
+    peer = dict(
+        peer="hf-torch-BertForPreTraining", mode="compile", preset="base", batch=256, seq=128,
+        step_ms=64.0, seq_per_s=4000.0, mfu=0.35, peak_mem_gib=14.7,
+    )  # fmt: skip
+    st = dict(
+        peer="sentence-transformers", job="finetune", model="small", batch=64, pairs_per_s=600
+    )
+    text = benchmarking.report([ours, peer, st])
+    assert (
+        "| jaxbert | base | 256 x 128 | cudnn | threefry2x32 | 50.0 | 5,120 | 45.0 % | 1.28x |"
+        in text
+    )
+    assert "| hf-torch-BertForPreTraining compile | base |" in text and "| 1.00x | 14.7 |" in text
+    assert "| sentence-transformers | small | 64 | 600 |" in text
+    assert "49.0 ms of kernels per step (matmul 25.0 ms)" in text and "nvjet_gemm" in text
 
 
 def test_input_corpus_and_pairs(capsys, files, tiny_corpus_dir):

@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbert.model import SIZES, BertConfig, BertForPreTraining, BertModel, padded_vocab_size
+from jaxbert.model import (
+    SIZES,
+    BertConfig,
+    BertForPreTraining,
+    BertModel,
+    Dropout,
+    padded_vocab_size,
+)
 from jaxbert.sbert import SentenceBert, pair_features, pool
 
 # Parameter counts of Hugging Face bert-base-uncased (BertModel / BertForPreTraining).
@@ -101,6 +108,27 @@ def test_dropout_is_active_only_when_training():
     )
     np.testing.assert_array_equal(eval_a.hidden_states, eval_b.hidden_states)
     assert not np.allclose(train.hidden_states, eval_a.hidden_states)
+
+
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_keeps_the_right_fraction_and_expectation(impl, rate):
+    x = jnp.full((400, 500), 2.0, jnp.bfloat16)
+    y = Dropout(rate).apply(
+        {}, x, deterministic=False, rngs={"dropout": jax.random.key(0, impl=impl)}
+    )
+    y = np.asarray(y, np.float32)
+    assert set(np.unique(y)) <= {0.0, float(jnp.bfloat16(2.0 / (1 - rate)))}
+    assert abs((y == 0).mean() - rate) < 0.005  # 200k draws: the std of the fraction is < 0.0012
+    assert abs(y.mean() - 2.0) < 0.03
+    other = Dropout(rate).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+    assert not np.array_equal(y, np.asarray(other, np.float32))
+    np.testing.assert_array_equal(Dropout(rate).apply({}, x, deterministic=True), x)
+    assert (
+        not Dropout(1.0)
+        .apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+        .any()
+    )
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
