@@ -113,7 +113,7 @@ def test_dropout_is_active_only_when_training():
 @pytest.mark.parametrize("impl", ["threefry2x32", "rbg"])
 @pytest.mark.parametrize("rate", [0.1, 0.5])
 def test_dropout_keeps_the_right_fraction_and_expectation(impl, rate):
-    x = jnp.full((400, 500), 2.0, jnp.bfloat16)
+    x = jnp.full((400, 502), 2.0, jnp.bfloat16)  # a last axis that is not a multiple of 4
     y = Dropout(rate).apply(
         {}, x, deterministic=False, rngs={"dropout": jax.random.key(0, impl=impl)}
     )
@@ -129,6 +129,16 @@ def test_dropout_keeps_the_right_fraction_and_expectation(impl, rate):
         .apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
         .any()
     )
+
+
+def test_dropout_lanes_from_one_threefry_block_are_independent():
+    # Columns j, j + 2, j + 4, j + 6 of a last axis of 8 share threefry blocks (four lanes each).
+    x = jnp.ones((100_000, 8))
+    y = Dropout(0.5).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(3)})
+    dropped = np.asarray(y) == 0
+    for a, b in [(0, 2), (0, 4), (0, 6), (2, 4), (0, 1)]:
+        both = (dropped[:, a] & dropped[:, b]).mean()
+        assert abs(both - 0.25) < 0.01, (a, b, both)  # independent: 0.5 * 0.5
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
