@@ -79,7 +79,16 @@ def cosine_regression_loss(u, v, scores, weights):
 
 
 def accuracy_counts(logits, labels, weights):
-    """(number correct, number counted) for logits [..., classes] and labels/weights [...]."""
-    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    """(number correct, number counted) for logits [..., classes] and labels/weights [...].
+
+    Correct means the label's logit beats every other class's (a tie counts as wrong). This is
+    two plain reductions; argmax is a (value, index) reduction, which over a 30k vocabulary took
+    a fifth of the kernel time of a tiny pretraining step (batch 8 x 32) on CPU.
+    """
+    classes = jnp.arange(logits.shape[-1])
+    is_label = classes == labels[..., None]
+    label_logit = jnp.where(is_label, logits, -jnp.inf).max(axis=-1)
+    best_other = jnp.where(is_label, -jnp.inf, logits).max(axis=-1)
+    correct = (label_logit > best_other).astype(jnp.float32)
     weights = weights.astype(jnp.float32)
     return (correct * weights).sum(), weights.sum()

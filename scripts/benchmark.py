@@ -11,7 +11,7 @@
     python scripts/benchmark.py encode --model hf:DIR --peer
     python scripts/benchmark.py report device_out/*.jsonl
 
-The logic lives in `jaxbert.benchmarking` (one `bench_<name>` generator per measurement).
+The logic lives in `jaxbert.bench` (one module per sub-command, `bench_<name>` generators).
 """
 
 import argparse
@@ -21,22 +21,22 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peers load local folders only
 
-from jaxbert import benchmarking as bench  # noqa: E402
-from jaxbert import train  # noqa: E402
+from jaxbert import update  # noqa: E402
+from jaxbert.bench import common, encode, finetune, inputs, pretrain, report  # noqa: E402
 
 
 def emit(record: dict) -> None:
-    print(json.dumps({**record, **bench.environment()}), flush=True)
+    print(json.dumps({**record, **common.environment()}), flush=True)
 
 
 def run_input(a):
     common = dict(vocab=a.vocab, tokenizer_dir=a.tokenizer_dir, seconds=a.seconds, seed=a.seed)
     if a.pairs:
-        return bench.bench_input_pairs(
+        return inputs.bench_input_pairs(
             pairs=a.pairs, data_root=a.data_root, batch_size=a.batch_size or 64,
             buckets=a.buckets, max_len=a.max_len or 64, target=a.target, **common,
         )  # fmt: skip
-    return bench.bench_input(
+    return inputs.bench_input(
         files=a.files, name=a.name, text_field=a.text_field, max_docs=a.max_docs,
         cache_dir=a.cache_dir, batch_size=a.batch_size or 256, max_len=a.max_len or 128,
         nsp=a.nsp, whole_word_mask=a.whole_word_mask, target=a.target, **common,
@@ -44,7 +44,7 @@ def run_input(a):
 
 
 def run_pretrain(a):
-    return bench.bench_pretrain(
+    return pretrain.bench_pretrain(
         size=a.size, batch_size=a.batch, seq_len=a.seq, dtype=a.dtype, attention=a.attention,
         data=a.data, files=a.files, vocab=a.vocab, vocab_size=a.vocab_size,
         max_predictions=a.max_predictions, nsp=not a.no_nsp, moment_dtype=a.moment_dtype,
@@ -58,12 +58,12 @@ def run_finetune(a):
     if a.memory:
         if not a.pairs_file:
             raise SystemExit("--memory needs --pairs-file (make one with the make-pairs command)")
-        return bench.bench_finetune_memory(
+        return finetune.bench_finetune_memory(
             pairs_file=a.pairs_file, model=a.model, vocab=a.vocab, data_root=a.data_root,
             eval_sts=a.eval_sts, batch_size=a.batch, buckets=a.buckets, max_len=a.max_len,
             max_steps=a.max_steps or 5, seed=a.seed,
         )  # fmt: skip
-    return bench.bench_finetune(
+    return finetune.bench_finetune(
         model=a.model, vocab=a.vocab, data=a.pairs_file or a.data, data_root=a.data_root,
         batch_size=a.batch, buckets=a.buckets, max_len=a.max_len, dtype=a.dtype,
         attention=a.attention, max_pairs=a.max_pairs, dropout_rng=a.dropout_rng, warmup=a.warmup,
@@ -72,7 +72,7 @@ def run_finetune(a):
 
 
 def run_encode(a):
-    return bench.bench_encode(
+    return encode.bench_encode(
         model=a.model, vocab=a.vocab, data=a.data, data_root=a.data_root,
         num_sentences=a.num_sentences, batch_size=a.batch, queries=a.queries, rounds=a.rounds,
         max_len=a.max_len, peer=a.peer, seed=a.seed,
@@ -80,7 +80,7 @@ def run_encode(a):
 
 
 def run_make_pairs(a):
-    return bench.write_pairs_file(
+    return finetune.write_pairs_file(
         source=a.source, data_root=a.data_root, out=a.out, num_pairs=a.num_pairs
     )
 
@@ -90,7 +90,7 @@ def run_report(a):
     for path in a.files:
         with open(path) as f:
             records += [json.loads(line) for line in f if line.startswith("{")]
-    print(bench.report(records))
+    print(report.report(records))
     return []
 
 
@@ -156,7 +156,7 @@ def main(argv=None) -> None:
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
-    p.add_argument("--dropout-rng", default="threefry2x32", choices=train.DROPOUT_RNGS)
+    p.add_argument("--dropout-rng", default="threefry2x32", choices=update.DROPOUT_RNGS)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=0, help="steps (overrides --steps)")

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from jaxbert import benchmarking
+from jaxbert.bench import pretrain, profiles, report
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import SIZES
 
@@ -79,9 +79,7 @@ def test_flops_formula_is_bench_commons():
         layers, hidden, _, intermediate = bench_common.PRESETS[size]
         assert (SIZES[size]["num_layers"], SIZES[size]["hidden_size"]) == (layers, hidden)
         for seq, masked in ((128, 19.2), (512, 76), (64, 9)):
-            ours = benchmarking.model_flops_per_seq(
-                layers, hidden, intermediate, 30522, seq, masked
-            )
+            ours = pretrain.model_flops_per_seq(layers, hidden, intermediate, 30522, seq, masked)
             theirs = bench_common.model_flops_per_seq(
                 layers, hidden, intermediate, 30522, seq, masked
             )
@@ -102,6 +100,9 @@ def test_pretrain(capsys, tmp_path):
     assert record["mfu"] == pytest.approx(record["model_tflops"], abs=1e-3)
     assert record["nsp"] is False and record["compile_s"] > 0
     assert any((tmp_path / "trace").rglob("*.xplane.pb"))
+    summary = record["profile_summary"]  # on CPU: the XLA thunks of the 3 traced steps
+    assert summary["kernel_ms_per_step"] > 0 and summary["top"]
+    assert sum(k["share"] for k in summary["by_kind"].values()) == pytest.approx(1, abs=0.01)
 
 
 def _trace(path, kernels, host_spans=()):
@@ -131,7 +132,7 @@ def test_profile_summary_counts_device_kernels_per_step(tmp_path):
         ("input_reduce_fusion_1", 500.0),
     ]
     _trace(tmp_path / "plugins/profile/run/host.trace.json.gz", kernels, [("PjitFunction", 9e6)])
-    summary = benchmarking.profile_summary(str(tmp_path), steps=2, top=2)
+    summary = profiles.profile_summary(str(tmp_path), steps=2, top=2)
     assert summary["kernel_ms_per_step"] == 4.0 and summary["kernels_per_step"] == 2.5
     assert summary["top"] == [
         dict(name="nvjet_sm90_tst_128x128_NNT", kind="matmul", ms=3.0, share=0.75),
@@ -145,7 +146,7 @@ def test_profile_summary_counts_device_kernels_per_step(tmp_path):
     assert list(summary["by_kind"]) == ["matmul", "attention", "elementwise/other fusion", "reduce"]
     assert summary["by_kind"]["reduce"] == dict(ms=0.25, share=0.062)
     with pytest.raises(FileNotFoundError, match="no \\*.trace.json.gz"):
-        benchmarking.profile_summary(str(tmp_path / "empty"), steps=1)
+        profiles.profile_summary(str(tmp_path / "empty"), steps=1)
 
 
 def test_report_puts_ours_beside_the_peers():
@@ -165,7 +166,7 @@ def test_report_puts_ours_beside_the_peers():
     st = dict(
         peer="sentence-transformers", job="finetune", model="small", batch=64, pairs_per_s=600
     )
-    text = benchmarking.report([ours, peer, st])
+    text = report.report([ours, peer, st])
     assert (
         "| jaxbert | base | 256 x 128 | cudnn | threefry2x32 | 50.0 | 5,120 | 45.0 % | 1.28x |"
         in text

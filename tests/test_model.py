@@ -202,3 +202,18 @@ def test_sentence_embedding_does_not_depend_on_batch_neighbours():
     together = model.apply({"params": params}, ids, mask, method=SentenceBert.encode)
     alone = model.apply({"params": params}, ids[1:2, :5], mask[1:2, :5], method=SentenceBert.encode)
     np.testing.assert_allclose(together[1:2], alone, atol=1e-5)
+
+
+def test_accuracy_counts_match_argmax_and_count_ties_as_wrong():
+    from jaxbert.losses import accuracy_counts
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 5, 300)).astype(np.float32)
+    labels = rng.integers(0, 300, (6, 5))
+    labels[:, 0] = logits[:, 0].argmax(-1)  # some certainly right
+    weights = (rng.random((6, 5)) > 0.3).astype(np.float32)
+    correct, count = accuracy_counts(jnp.asarray(logits), jnp.asarray(labels), weights)
+    expected = ((logits.argmax(-1) == labels) * weights).sum()
+    assert float(correct) == expected and float(count) == weights.sum() and expected > 0
+    tied = jnp.zeros((2, 3))  # every class ties: argmax would call label 0 right
+    assert float(accuracy_counts(tied, jnp.array([0, 1]), jnp.ones(2))[0]) == 0.0

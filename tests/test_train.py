@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbert import checkpoint, train
+from jaxbert import checkpoint, train, update
 from jaxbert.configs import pretrain_config
 
 TRUE_W = np.array([1.0, -2.0, 0.5, 3.0], np.float32)
@@ -157,14 +157,14 @@ def test_plateau_schedule_cuts_the_rate_on_flat_eval_loss(tmp_path):
 def test_schedule_warmup_then_linear_decay():
     config = pretrain_config().optim
     config.lr, config.warmup_fraction, config.schedule = 1.0, 0.1, "linear"
-    schedule = train.make_schedule(config, 100)
+    schedule = update.make_schedule(config, 100)
     assert float(schedule(0)) == 0.0
     assert float(schedule(10)) == pytest.approx(1.0)
     assert float(schedule(55)) == pytest.approx(0.5)
     assert float(schedule(100)) == pytest.approx(0.0)
     config.schedule = "sideways"
     with pytest.raises(ValueError, match="unknown schedule"):
-        train.make_schedule(config, 100)
+        update.make_schedule(config, 100)
 
 
 def test_weight_decay_skips_biases_and_layer_norm():
@@ -173,7 +173,7 @@ def test_weight_decay_skips_biases_and_layer_norm():
         "LayerNorm": {"scale": 1, "bias": 1},
         "embeddings": {"word_embeddings": {"embedding": 1}},
     }
-    mask = train.decay_mask(params)
+    mask = update.decay_mask(params)
     assert mask == {
         "dense": {"kernel": True, "bias": False},
         "LayerNorm": {"scale": False, "bias": False},
@@ -186,10 +186,10 @@ def test_gradient_accumulation_equals_the_full_batch():
     params = task.init_params(jax.random.key(0))
     batch = jax.tree.map(jnp.asarray, ToyBatches(batch_size=16).__next__())
     config = pretrain_config().optim
-    tx, _, _ = train.make_optimizer(config, 10)
-    state = train.create_state(params, tx, None)
-    full = train.make_train_step(task.loss_fn, tx, grad_accum=1)
-    accumulated = train.make_train_step(task.loss_fn, tx, grad_accum=4)
+    tx, _, _ = update.make_optimizer(config, 10)
+    state = update.create_state(params, tx, None)
+    full = update.make_train_step(task.loss_fn, tx, grad_accum=1)
+    accumulated = update.make_train_step(task.loss_fn, tx, grad_accum=4)
     rng = jax.random.key(1)
     state_full, metrics_full = jax.jit(full)(state, batch, rng)
     state_acc, metrics_acc = jax.jit(accumulated)(state, batch, rng)
@@ -215,11 +215,11 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
 
 def test_dropout_key_keeps_threefry_and_seeds_other_generators():
     key = jax.random.key(3)
-    assert train.dropout_key(key, "threefry2x32") is key
-    rbg = train.dropout_key(key, "rbg")
+    assert update.dropout_key(key, "threefry2x32") is key
+    rbg = update.dropout_key(key, "rbg")
     assert jax.random.key_impl(rbg) == jax.random.key_impl(jax.random.key(0, impl="rbg"))
     np.testing.assert_array_equal(
-        jax.random.key_data(rbg), jax.random.key_data(train.dropout_key(key, "rbg"))
+        jax.random.key_data(rbg), jax.random.key_data(update.dropout_key(key, "rbg"))
     )
     with pytest.raises(ValueError, match="dropout_rng must be one of"):
-        train.dropout_key(key, "philox")
+        update.dropout_key(key, "philox")

@@ -1,0 +1,155 @@
+"""Shared by the benchmarks: where and how a record was measured, steady-state timing, and
+the randomly initialised encoders and sentence-transformers peers that several of them use."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxbert import checkpoint
+from jaxbert.data import nli
+from jaxbert.data.tokenizer import BertTokenizer
+from jaxbert.model import SIZES, BertConfig, padded_vocab_size
+from jaxbert.sbert import SentenceBert
+
+# The peer scripts (peer_st.py, bench_common.py), used when present.
+PEER_DIR = os.environ.get("JAXBERT_PEER_DIR", os.path.join("..", "shared", "bench"))
+
+
+def environment() -> dict:
+    """Where and under what load a record was measured."""
+    devices = jax.devices()
+    return dict(
+        host=f"{os.cpu_count()} cpu",
+        loadavg=[round(x, 2) for x in os.getloadavg()],
+        backend=jax.default_backend(),
+        device=devices[0].device_kind,
+        devices=len(devices),
+        jax=jax.__version__,
+    )
+
+
+def peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is in KiB on Linux)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+
+
+def device_peak_gib() -> float | None:
+    """Peak bytes in use on the first device (GPU/TPU); None where the backend has no stats."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else round(peak / 2**30, 3)
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    ms = 1e3 * np.asarray(seconds)
+    return dict(
+        latency_ms_p50=round(float(np.percentile(ms, 50)), 2),
+        latency_ms_p95=round(float(np.percentile(ms, 95)), 2),
+        per_s=round(len(ms) / (ms.sum() / 1e3), 1),
+    )
+
+
+def steady_state(step, state, batches, *, warmup: int, steps: int):
+    """Runs `warmup`, then `steps` calls of `state, metrics = step(state, next(batches))`.
+
+    Returns (state, metrics, warm-up seconds, seconds of the timed steps). The device is
+    synchronised before each clock read, and after every step on simulated CPU devices, where
+    back-to-back collectives can deadlock (NOTES.md); never per step on accelerators.
+    """
+    if steps < 1:
+        raise ValueError("steps must be at least 1")
+    block_each = jax.default_backend() == "cpu" and jax.device_count() > 1
+
+    def run(state, count):
+        metrics = None
+        for _ in range(count):
+            state, metrics = step(state, next(batches))
+            if block_each:
+                jax.block_until_ready(metrics)
+        return jax.block_until_ready((state, metrics))
+
+    start = time.perf_counter()
+    state, metrics = run(state, warmup)
+    warmup_s = time.perf_counter() - start
+    start = time.perf_counter()
+    state, metrics = run(state, steps)
+    return state, metrics, warmup_s, time.perf_counter() - start
+
+
+def split_list(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def tokenizer_from(vocab: str = "", tokenizer_dir: str = "") -> BertTokenizer:
+    if vocab:
+        return BertTokenizer.from_vocab(vocab)
+    if tokenizer_dir:
+        return BertTokenizer.load(tokenizer_dir)
+    raise ValueError("pass --vocab (a WordPiece vocab.txt) or --tokenizer-dir")
+
+
+def sentence_encoder(model: str, vocab: str = "", *, dtype="float32", attention="xla", seed=0):
+    """(SentenceBert with an NLI head, params, tokenizer): a named size with random weights and
+    the tokenizer of `vocab`, or the encoder of a run directory / `hf:<dir>`."""
+    if model in SIZES:
+        if not vocab:
+            raise ValueError(f"a random {model!r} model needs --vocab (a WordPiece vocab.txt)")
+        tokenizer = BertTokenizer.from_vocab(vocab)
+        config = BertConfig.from_size(
+            model,
+            vocab_size=padded_vocab_size(tokenizer.vocab_size, 128),
+            dtype=dtype,
+            attention_impl=attention,
+        )
+        encoder = None
+    else:
+        loaded, tokenizer, weights = checkpoint.load_encoder(model)
+        config = BertConfig.from_dict(dict(loaded.to_dict(), dtype=dtype, attention_impl=attention))
+        encoder = weights["bert"]
+    module = SentenceBert(config, num_labels=len(nli.NLI_LABELS))
+    ids = jnp.zeros((1, 8), jnp.int32)
+    params = module.init(jax.random.key(seed), ids, jnp.ones_like(ids))["params"]
+    if encoder is not None:
+        params = dict(params, bert=jax.tree.map(jnp.asarray, encoder))
+    return module, params, tokenizer
+
+
+def peer_st_model(directory: str):
+    """A sentence-transformers model from `directory` on the GPU if torch has one, built the way
+    ../shared/bench/peer_st.py builds it when that script is present."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if os.path.isfile(os.path.join(PEER_DIR, "peer_st.py")):
+        import argparse
+
+        if os.path.abspath(PEER_DIR) not in sys.path:
+            sys.path.insert(0, os.path.abspath(PEER_DIR))
+        import peer_st
+
+        return peer_st.build_model(argparse.Namespace(model=directory), device), device
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(directory, device=device), device
+
+
+def export_for_peer(module: SentenceBert, params, tokenizer, max_len: int, directory: str):
+    from jaxbert import hf
+
+    hf.export_pretrained(
+        directory,
+        config=module.config,
+        params={"bert": jax.device_get(params["bert"])},
+        tokenizer=tokenizer,
+        pooling=module.pooling,
+        normalize=module.normalize,
+        max_seq_length=max_len,
+    )
+    return directory

@@ -1,0 +1,52 @@
+"""Markdown tables from benchmark JSON lines, ours and the peers' side by side."""
+
+from __future__ import annotations
+
+
+def report(records: list[dict]) -> str:
+    """Markdown tables from benchmark JSON lines, ours and the peers' (../shared/bench) mixed:
+    pretraining seq/s and MFU with the ratio to the torch.compile peer of the same size, SBERT
+    fine-tuning pairs/s against sentence-transformers, and each profile's kinds of work."""
+    lines = []
+    pretrain = [r for r in records if r.get("bench") == "pretrain" or "peer" in r and "mfu" in r]
+    compiled = {
+        r["preset"]: r["seq_per_s"]
+        for r in pretrain
+        if r.get("peer", "").startswith("hf-torch") and r.get("mode") == "compile"
+    }
+    if pretrain:
+        lines += [
+            "| impl | size | batch x seq | attention | dropout rng | step ms | seq/s | MFU | "
+            "vs torch.compile | peak GiB |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in pretrain:
+            size = r.get("size", r.get("preset"))
+            impl = "jaxbert" if r.get("bench") else f"{r['peer']} {r.get('mode', '')}".strip()
+            ratio = f"{r['seq_per_s'] / compiled[size]:.2f}x" if size in compiled else ""
+            mfu = f"{100 * r['mfu']:.1f} %" if r.get("mfu") is not None else ""
+            memory = r.get("peak_device_memory_gib", r.get("peak_mem_gib"))
+            lines.append(
+                f"| {impl} | {size} | {r['batch']} x {r['seq']} | {r.get('attention', '')} | "
+                f"{r.get('dropout_rng', '')} | {r['step_ms']} | {r['seq_per_s']:,.0f} | {mfu} | "
+                f"{ratio} | {memory if memory is not None else ''} |"
+            )
+    finetune = [r for r in records if r.get("bench") == "finetune" or r.get("job") == "finetune"]
+    if finetune:
+        lines += ["", "| impl | model | batch | pairs/s |", "| --- | --- | --- | --- |"]
+        for r in finetune:  # ours, our in-process peer (impl=...), ../shared/bench's (peer=...)
+            impl = r.get("peer") or r.get("impl") or "jaxbert"
+            model = r.get("model", finetune[0].get("model", ""))
+            lines.append(f"| {impl} | {model} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
+    for r in records:
+        summary = r.get("profile_summary")
+        if not summary:
+            continue
+        kinds = ", ".join(f"{k} {v['ms']} ms" for k, v in summary["by_kind"].items())
+        lines += [
+            "",
+            f"profile {r['size']} {r['attention']} {r['dropout_rng']}: "
+            f"{summary['kernel_ms_per_step']} ms of kernels per step ({kinds})",
+        ]
+        lines += [f"  {t['ms']:8.3f} ms  {t['kind']:<16} {t['name'][:90]}" for t in summary["top"]]
+    return "\n".join(lines)
