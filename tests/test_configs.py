@@ -2,6 +2,8 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 from absl import flags
@@ -53,3 +55,25 @@ def test_overrides_and_typos():
     assert "has no field 'optim.learning_rate'" in problems[0]
     assert "optim has: b1, b2, clip_norm, eps, grad_accum, lr," in problems[0]
     assert cli.unknown_overrides(["prog", f"--config={path}", "--config.optim.lr=1"]) == []
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_setup_keeps_compiled_programs_in_the_persistent_cache(tmp_path, enabled):
+    cache = tmp_path / "xla"
+    code = (
+        "from absl import flags; flags.FLAGS(['prog'])\n"
+        "from jaxbert import cli; cli.setup()\n"
+        "import jax, jax.numpy as jnp\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)\n"
+        "jax.jit(lambda x: jnp.tanh(x) @ x)(jnp.ones((64, 64))).block_until_ready()\n"
+        "print(jax.config.jax_compilation_cache_dir)\n"
+    )
+    env = dict(os.environ, JAXBERT_COMPILATION_CACHE=str(cache) if enabled else "")
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    if enabled:
+        assert done.stdout.strip() == str(cache) and any(cache.iterdir())
+    else:
+        assert done.stdout.strip() == "None" and not cache.exists()
