@@ -5,8 +5,8 @@ train subset, softmax objective over [u, v, |u-v|], mean pooling.
         --config.init_from=runs/wiki_small
 
 Expected (2-core CPU, measured 2026-11-27, from the pretrain_small encoder): 1,686 steps (3
-epochs) in ~7.5 min; SNLI dev accuracy 62.0 %, MultiNLI dev 41.6 / 40.6 % (matched /
-mismatched), STS-B dev Spearman 49.1, SICK trial relatedness Spearman 51.2.
+epochs) in ~6 min; SNLI dev accuracy 61.9 %, MultiNLI dev 41.7 / 40.7 % (matched /
+mismatched), STS-B dev Spearman 49.5, SICK trial relatedness Spearman 50.2.
 """
 
 from jaxbert.configs import finetune_config

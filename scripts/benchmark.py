@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     p.add_argument("--whole-word-mask", action="store_true")
     p.add_argument("--pairs", default="", help="NLI preset or file: time PairBatches instead")
     p.add_argument("--data-root", default="")
-    p.add_argument("--buckets", default="16,32,64")
+    p.add_argument("--buckets", default=common.DEFAULT_BUCKETS)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--target", type=float, default=0.0, help="rate to compare against")
 
@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     p.add_argument("--pairs-file", default="", help="pairs file (overrides --data)")
     p.add_argument("--max-pairs", type=int, default=0)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--buckets", default="16,32,64")
+    p.add_argument("--buckets", default=common.DEFAULT_BUCKETS)
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])

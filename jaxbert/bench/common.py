@@ -12,11 +12,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbert import checkpoint
+from jaxbert import checkpoint, configs
 from jaxbert.data import nli
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import SIZES, BertConfig, padded_vocab_size
 from jaxbert.sbert import SentenceBert
+
+# Length buckets of the SBERT fine-tuning benchmarks: the fine-tuning config's.
+DEFAULT_BUCKETS = configs.finetune_config().data.buckets
 
 # The peer scripts (peer_st.py, bench_common.py), used when present.
 PEER_DIR = os.environ.get("JAXBERT_PEER_DIR", os.path.join("..", "shared", "bench"))

@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxbert import configs, finetune, train, update
 from jaxbert.bench.common import (
+    DEFAULT_BUCKETS,
     device_peak_gib,
     export_for_peer,
     peak_rss_gib,
@@ -36,7 +37,7 @@ def bench_finetune(
     data="snli_train_subset",
     data_root="",
     batch_size=64,
-    buckets="16,32,64",
+    buckets=DEFAULT_BUCKETS,
     max_len=64,
     dtype="float32",
     attention="xla",
@@ -217,7 +218,7 @@ def bench_finetune_memory(
     data_root="",
     eval_sts="stsb_dev",
     batch_size=64,
-    buckets="16,32,64",
+    buckets=DEFAULT_BUCKETS,
     max_len=64,
     max_steps=5,
     seed=0,

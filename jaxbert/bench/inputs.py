@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 from jaxbert.bench.common import (
+    DEFAULT_BUCKETS,
     split_list,
     tokenizer_from,
 )
@@ -104,7 +105,7 @@ def bench_input_pairs(
     vocab="",
     tokenizer_dir="",
     batch_size=64,
-    buckets="16,32,64",
+    buckets=DEFAULT_BUCKETS,
     max_len=64,
     seconds=10.0,
     seed=0,
