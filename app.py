@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from jaxbert import app_support as support
+from jaxbert import run_card
 from jaxbert.app_support import InputError
 from jaxbert.data import nli
 from jaxbert.serve import SentenceModel
@@ -339,7 +340,7 @@ def search_section(model: SentenceModel) -> None:
 
 
 def model_card_section(model: SentenceModel, path: str) -> None:
-    card = None if path.startswith("hf:") else support.read_model_card(path)
+    card = None if path.startswith("hf:") else run_card.read_model_card(path)
     if card is None:
         st.info(f"`{path}` is an imported model folder; it carries no training record.")
         st.json(model.describe())
@@ -366,7 +367,7 @@ def model_card_section(model: SentenceModel, path: str) -> None:
     with left:
         st.markdown("**Config**")
         if card.config:
-            rows = support.config_summary(card.config)
+            rows = run_card.config_summary(card.config)
             st.dataframe(
                 pd.DataFrame({"setting": list(rows), "value": list(rows.values())}),
                 hide_index=True,
@@ -393,7 +394,7 @@ def model_card_section(model: SentenceModel, path: str) -> None:
             st.caption("No metrics.jsonl in the run directory.")
     if card.eval_reports:
         st.markdown("**Evaluations** (scripts/evaluate.py)")
-        rows = [support.report_row(name, report) for name, report in card.eval_reports]
+        rows = [run_card.report_row(name, report) for name, report in card.eval_reports]
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     curves = [(c, p) for c, p in card.plots if p.endswith("curves.png")]
     for caption, image in curves:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
-
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from jaxbert.run_card import read_metrics  # noqa: E402
 
 # Metrics drawn when present, in this order; anything else in the log is left out of the plot.
 CURVE_METRICS = (
@@ -23,21 +22,6 @@ CURVE_METRICS = (
     "stsb_spearman",
     "lr",
 )
-
-
-def read_metrics(path: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """metrics.jsonl -> {split: {metric: [(step, value), ...]}}."""
-    series: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            step, split = record.pop("step"), record.pop("split")
-            for key, value in record.items():
-                if isinstance(value, (int, float)):
-                    series[split][key].append((step, float(value)))
-    return series
 
 
 def plot_training_curves(metrics_path: str, out_path: str) -> str:

@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
-from jaxbert import app_support, evaluate, finetune, hf
+from jaxbert import app_support, evaluate, finetune, hf, run_card
 from jaxbert.app_support import InputError
 from jaxbert.configs import finetune_config
 from jaxbert.data import nli
@@ -527,16 +527,16 @@ def test_read_model_card_tolerates_a_run_in_progress(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(
         '{"step": 10, "split": "train", "loss": 7.5}\n{"step": 20, "split": "tr'
     )
-    card = app_support.read_model_card(str(tmp_path))
+    card = run_card.read_model_card(str(tmp_path))
     assert card.summary is None and card.plots == [] and card.problems == []
     assert card.metrics == {"train": {"loss": [(10, 7.5)]}}
-    assert app_support.config_summary(card.config) == {
+    assert run_card.config_summary(card.config) == {
         "run": "MLM + NSP pretraining",
         "model size": "small",
     }
     (tmp_path / "summary.json").write_text("{")
-    assert "summary.json is unreadable" in app_support.read_model_card(str(tmp_path)).problems[0]
-    assert app_support.read_model_card(str(tmp_path / "nothing")) is None
+    assert "summary.json is unreadable" in run_card.read_model_card(str(tmp_path)).problems[0]
+    assert run_card.read_model_card(str(tmp_path / "nothing")) is None
 
 
 # ---------------------------------------------------------------------------- no classifier
