@@ -131,7 +131,7 @@ def finetune_config() -> ml_collections.ConfigDict:
             max_len=64,  # tokens per sentence (NLI sentences are ~20)
             # sequence-length buckets (one compile each); finer buckets pad less: SBERT-small
             # fine-tuning on CPU 58.5 -> 71.3 pairs/s against 16,32,64, compile 11 -> 25 s
-            # (scripts/benchmark.py finetune --model small --vocab VOCAB --buckets ...)
+            # (scripts/benchmark.py finetune --model small --vocab VOCAB --steps 30 --buckets ...)
             buckets="8,16,24,32,48,64",
         )
     )

@@ -231,10 +231,10 @@ class SentenceModel:
         order = np.argsort(lengths, kind="stable")
         pad = self.tokenizer.pad_id
         first = len(order) % batch_size or batch_size
-        pending = []
-        for start in range(0, len(order), batch_size):
-            start = max(0, start - batch_size + first)  # 0, first, first + batch_size, ...
-            chosen = order[start : start + (first if start == 0 else batch_size)]
+        ends = range(first, len(order) + 1, batch_size) if len(order) else ()
+        pending, start = [], 0
+        for end in ends:  # batches [0, first), [first, first + batch_size), ...
+            chosen, start = order[start:end], end
             rows = 1 << max(0, int(np.ceil(np.log2(len(chosen)))))  # few distinct shapes
             length = self._bucket(int(lengths[chosen].max()), rows)
             mask = np.zeros((rows, length), np.int32)

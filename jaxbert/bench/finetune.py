@@ -132,7 +132,8 @@ def bench_finetune(
     if peer:
         with tempfile.TemporaryDirectory() as directory:
             export_for_peer(module, initial, tokenizer, max_len, directory)
-            yield _peer_st_finetune(directory, dataset, batch_size, warmup, steps, seed)
+            peer_record = _peer_st_finetune(directory, dataset, batch_size, warmup, steps, seed)
+            yield dict(peer_record, model=model)
 
 
 def _peer_st_finetune(directory, dataset, batch_size, warmup, steps, seed) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import glob
 import gzip
 import json
@@ -56,26 +57,24 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
 
     spans = [e for e in events if e.get("ph") == "X"]
     kernels = [e for e in spans if on_device(e)] or [e for e in spans if on_cpu_xla(e)]
-    by_name, by_kind = {}, {}
+    by_name, by_kind = collections.Counter(), collections.Counter()
     for e in kernels:
-        by_name[e["name"]] = by_name.get(e["name"], 0.0) + e["dur"]
-        kind = op_kind(e["name"])
-        by_kind[kind] = by_kind.get(kind, 0.0) + e["dur"]
+        by_name[e["name"]] += e["dur"]
+    for name, us in by_name.items():
+        by_kind[op_kind(name)] += us
     total = sum(by_name.values()) or 1.0
 
     def per_step(us):
         return round(us / 1e3 / steps, 3)
 
-    ranked = sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
     return dict(
         kernel_ms_per_step=per_step(total),
         kernels_per_step=round(len(kernels) / steps, 1),
         by_kind={
-            k: dict(ms=per_step(v), share=round(v / total, 3))
-            for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])
+            k: dict(ms=per_step(v), share=round(v / total, 3)) for k, v in by_kind.most_common()
         },
         top=[
             dict(name=name[:120], kind=op_kind(name), ms=per_step(us), share=round(us / total, 3))
-            for name, us in ranked
+            for name, us in by_name.most_common(top)
         ],
     )

@@ -36,8 +36,7 @@ def report(records: list[dict]) -> str:
         lines += ["", "| impl | model | batch | pairs/s |", "| --- | --- | --- | --- |"]
         for r in finetune:  # ours, our in-process peer (impl=...), ../shared/bench's (peer=...)
             impl = r.get("peer") or r.get("impl") or "jaxbert"
-            model = r.get("model", finetune[0].get("model", ""))
-            lines.append(f"| {impl} | {model} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
+            lines.append(f"| {impl} | {r['model']} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
     for r in records:
         summary = r.get("profile_summary")
         if not summary:
