@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
-import optax
+
+
+def softmax_cross_entropy(logits, labels):
+    """logits [..., classes], labels [...] int -> [...] float32 cross-entropy.
+
+    The label's logit is picked by comparing the labels with the class indices, not gathered:
+    the gradient of a gather is a scatter-add into a zero array the size of the logits (for MLM,
+    batch x predictions x vocab), the gradient of a select is elementwise and fuses with the
+    softmax's.
+    """
+    logits = logits.astype(jnp.float32)
+    is_label = jnp.arange(logits.shape[-1]) == labels[..., None]
+    label_logit = jnp.where(is_label, logits, 0.0).sum(axis=-1)
+    return jax.nn.logsumexp(logits, axis=-1) - label_logit
 
 
 def weighted_cross_entropy(logits, labels, weights):
     """logits [..., classes], labels [...] int, weights [...] -> (sum of loss, sum of weights)."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+    losses = softmax_cross_entropy(logits, labels)
     weights = weights.astype(jnp.float32)
     return (losses * weights).sum(), weights.sum()
 
@@ -24,9 +38,7 @@ def mlm_loss(mlm_logits, masked_lm_ids, masked_lm_weights):
 
 def nsp_loss(nsp_logits, next_sentence_labels):
     """nsp_logits [batch, 2], labels [batch] (0 IsNext, 1 NotNext)."""
-    return optax.softmax_cross_entropy_with_integer_labels(
-        nsp_logits.astype(jnp.float32), next_sentence_labels
-    ).mean()
+    return softmax_cross_entropy(nsp_logits, next_sentence_labels).mean()
 
 
 def nli_softmax_loss(logits, labels, weights):

@@ -9,6 +9,7 @@ import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 from jaxbert.bench import pretrain, profiles, report
@@ -234,3 +235,58 @@ def test_make_pairs_and_finetune_memory(capsys, files, tmp_path):
     )  # fmt: skip
     assert memory["steps"] == 2 and memory["file_lines"] == 201
     assert memory["peak_rss_gib"] >= memory["rss_after_imports_gib"] > 0
+
+
+def test_hlo_traffic_of_a_compiled_step():
+    """The HLO reader on the CPU compilation of the real step (the GPU one needs the CUDA plugin):
+    bytes are operands plus result, kernels carry their source, and the categories find the
+    model's dropout, LayerNorm and GELU."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbert.bench import hlo
+
+    assert hlo.shape_bytes("bf16[4,8]{1,0}") == 64
+    assert hlo.shape_bytes("(f32[3]{0}, pred[2,2]{1,0}, u32[])") == 12 + 4 + 4
+
+    x = jnp.ones((256, 256), jnp.float32)
+    text = jax.jit(lambda a, b: jnp.exp(a) * 2.0 + b).lower(x, x).compile().as_text()
+    kernels = hlo.kernel_traffic(text)
+    assert [k["bytes"] for k in kernels] == [3 * 256 * 256 * 4]  # one fusion: a, b in; out
+
+    from jaxbert import configs, update
+    from jaxbert import pretrain as pretraining
+    from jaxbert.model import BertConfig, BertForPreTraining
+
+    rng = np.random.default_rng(0)
+    batch = {
+        k: jnp.asarray(v) for k, v in pretrain.random_pretraining_batch(rng, 2, 16, 97, 4).items()
+    }
+    model = BertForPreTraining(BertConfig.from_size("tiny", vocab_size=128))
+    tx, _, _ = update.make_optimizer(configs.pretrain_config().optim, total_steps=10)
+    inputs = [
+        batch[k] for k in ("input_ids", "segment_ids", "attention_mask", "masked_lm_positions")
+    ]
+    state = update.create_state(model.init(jax.random.key(0), *inputs)["params"], tx, None)
+    step = jax.jit(update.make_train_step(pretraining.pretraining_loss_fn(model, True), tx))
+    text = (
+        step.lower(state, batch, update.dropout_key(jax.random.key(1), "threefry2x32"))
+        .compile()
+        .as_text()
+    )
+    summary = hlo.traffic_summary(text, bandwidth=1e12, top=5)
+    assert {"dropout", "layernorm", "gelu", "matmul"} <= set(summary["by_category"])
+    assert summary["kernels"] == sum(c["kernels"] for c in summary["by_category"].values())
+    assert len(summary["top"]) == 5 and "layer/N" in " ".join(t["group"] for t in summary["top"])
+    assert summary["memory_bound_ms"] == pytest.approx(summary["memory_bound_gb"], abs=0.01)
+
+
+def test_hlo_without_the_cuda_plugin_says_how_to_get_it():
+    from jaxbert.bench import hlo
+
+    try:
+        hlo.gpu_mesh("h200")
+    except RuntimeError as e:
+        assert 'pip install "jax[cuda13]==' in str(e)
+    else:
+        pytest.skip("a CUDA plugin is installed here: compiling for a GPU works without one")

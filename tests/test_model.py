@@ -11,6 +11,7 @@ from jaxbert.model import (
     BertForPreTraining,
     BertModel,
     Dropout,
+    gelu,
     padded_vocab_size,
 )
 from jaxbert.sbert import SentenceBert, pair_features, pool
@@ -141,6 +142,23 @@ def test_dropout_lanes_from_one_threefry_block_are_independent():
         assert abs(both - 0.25) < 0.01, (a, b, both)  # independent: 0.5 * 0.5
 
 
+def test_gelu_is_the_exact_erf_gelu_with_its_gradient():
+    x = jnp.linspace(-12.0, 12.0, 4001)
+    exact = jax.nn.gelu(x, approximate=False)
+    np.testing.assert_allclose(gelu(x), exact, atol=2e-6)
+    np.testing.assert_allclose(gelu(x)[:5], 0.0, atol=1e-20)  # far left tail is 0, not NaN
+    grad = jax.vmap(jax.grad(gelu))(x)
+    np.testing.assert_allclose(
+        grad, jax.vmap(jax.grad(lambda v: jax.nn.gelu(v, False)))(x), atol=2e-6
+    )
+    # The custom VJP still differentiates twice (Hessian-vector products): gelu''(0) = 2 phi(0).
+    second = jax.grad(jax.grad(gelu))(0.0)
+    np.testing.assert_allclose(second, 2 / np.sqrt(2 * np.pi), rtol=1e-6)
+    half = gelu(x.astype(jnp.bfloat16))
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_allclose(half.astype(jnp.float32), exact, rtol=1e-2, atol=1e-2)
+
+
 def test_bfloat16_compute_keeps_float32_params_and_logits():
     config = _tiny(dtype="bfloat16", attention_impl="cudnn")  # cuDNN falls back to XLA on CPU
     model = BertForPreTraining(config)
@@ -217,3 +235,26 @@ def test_accuracy_counts_match_argmax_and_count_ties_as_wrong():
     assert float(correct) == expected and float(count) == weights.sum() and expected > 0
     tied = jnp.zeros((2, 3))  # every class ties: argmax would call label 0 right
     assert float(accuracy_counts(tied, jnp.array([0, 1]), jnp.ones(2))[0]) == 0.0
+
+
+def test_cross_entropy_matches_optax_in_value_and_gradient():
+    import optax
+
+    from jaxbert.losses import softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(scale=30.0, size=(4, 7, 301)).astype(np.float32))
+    labels = jnp.asarray(rng.integers(0, 301, (4, 7)))
+    expected = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    np.testing.assert_allclose(softmax_cross_entropy(logits, labels), expected, rtol=1e-5)
+
+    def total(fn):
+        return jax.grad(lambda z: fn(z, labels).sum())(logits)
+
+    np.testing.assert_allclose(
+        total(softmax_cross_entropy),
+        total(optax.softmax_cross_entropy_with_integer_labels),
+        atol=1e-6,
+    )
+    half = softmax_cross_entropy(logits.astype(jnp.bfloat16), labels)
+    assert half.dtype == jnp.float32

@@ -1,0 +1,278 @@
+"""What XLA:GPU makes of the pretraining step, without a GPU.
+
+The real jitted step (`update.make_train_step` over the pretraining loss) is compiled for a GPU
+target by JAX's deviceless ahead-of-time path (`jax.experimental.topologies` with a target
+description; the CUDA plugin compiles, no device or driver is needed), and the optimized HLO is
+read kernel by kernel: which fusions XLA formed, what each reads and writes, and from which part
+of the model it comes (the `op_name` metadata). Bytes moved over the chip's memory bandwidth are a
+model of the memory-bound kernels' time, not a measurement: it ignores compute-bound fusions
+(a long erf polynomial costs more than its bytes), launch gaps and caches, and says nothing about
+the matmuls, which are compute-bound. It ranks changes to the step between GPU sessions; the
+device benchmark (`scripts/device_bench.sh`) is what measures them.
+
+Needs JAX's CUDA plugin (`pip install "jax[cuda13]==<installed jax>"`) and, before JAX starts,
+JAX_PLATFORMS=cpu and JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 (the plugin's driver checks fail without
+a GPU); `scripts/benchmark.py hlo` sets both.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import math
+import re
+from collections.abc import Iterator
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxbert import configs, pretrain, update
+from jaxbert.bench.pretrain import random_pretraining_batch
+from jaxbert.model import BertConfig, BertForPreTraining, padded_vocab_size
+
+# Target descriptions for XLA's GPU compiler (its GpuTargetConfigProto in text form). Figures are
+# NVIDIA's published ones: 132 SMs at 1.98 GHz, 50 MiB L2, compute capability 9.0.
+_HOPPER = """
+gpu_device_info {{
+  threads_per_block_limit: 1024
+  threads_per_warp: 32
+  shared_memory_per_block: 49152
+  shared_memory_per_core: 233472
+  threads_per_core_limit: 2048
+  core_count: 132
+  fpus_per_core: 128
+  block_dim_limit_x: 2147483647
+  block_dim_limit_y: 65535
+  block_dim_limit_z: 65535
+  memory_bandwidth: {bandwidth}
+  l2_cache_size: 52428800
+  clock_rate_ghz: 1.98
+  device_memory_size: {memory}
+  shared_memory_per_block_optin: 232448
+  cuda_compute_capability {{ major: 9 }}
+  registers_per_core_limit: 65536
+  registers_per_block_limit: 65536
+}}
+platform_name: "CUDA"
+dnn_version_info {{ major: 9 minor: 10 }}
+runtime_version {{ major: 13 minor: 0 patch: 0 }}
+device_description_str: "{name}"
+"""
+TARGETS = {
+    "h100": dict(name="NVIDIA H100 80GB HBM3", bandwidth=3.35e12, memory=85_899_345_920),
+    "h200": dict(name="NVIDIA H200", bandwidth=4.8e12, memory=151_397_597_184),
+}
+_ELEMENT_BYTES = dict(pred=1, s8=1, u8=1, bf16=2, f16=2, s16=2, u16=2, f32=4, s32=4, u32=4)
+_ELEMENT_BYTES |= dict(f64=8, s64=8, u64=8)
+_ARRAY = re.compile(r"\b(" + "|".join(_ELEMENT_BYTES) + r")\[([\d,]*)\]")
+_INSTRUCTION = re.compile(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([\w\-]+)\((.*)$")
+_NOT_KERNELS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
+
+
+def shape_bytes(shape: str) -> int:
+    """Bytes of an HLO shape string, tuples included: 'bf16[4,8]{1,0}' -> 64."""
+    return sum(
+        math.prod(int(d) for d in dims.split(",") if d) * _ELEMENT_BYTES[dtype]
+        for dtype, dims in _ARRAY.findall(shape)
+    )
+
+
+def kernel_traffic(hlo_text: str) -> list[dict]:
+    """One row per kernel of the entry computation of an optimized HLO module: its name, what it
+    is (fusion kind or custom-call target), bytes read (its operands) plus written (its result),
+    and the `op_name` of the JAX operation it came from."""
+    start = hlo_text.index("\nENTRY ")
+    entry = hlo_text[start : hlo_text.index("\n}", start)].split("\n")[1:]
+    sizes, rows = {}, []
+    for line in entry:
+        m = _INSTRUCTION.match(line)
+        if not m:
+            continue
+        name, shape, opcode, rest = m.groups()
+        sizes[name] = shape_bytes(shape)
+        if opcode in _NOT_KERNELS:
+            continue
+        operands = re.findall(r"%([\w.\-]+)", rest.split("),", 1)[0])
+        target = re.search(r'custom_call_target="([^"]+)"', rest)
+        kind = re.search(r"kind=(\w+)", rest)
+        source = re.search(r'op_name="([^"]+)"', rest)
+        rows.append(
+            dict(
+                name=name,
+                op=target.group(1) if target else kind.group(1) if kind else opcode,
+                bytes=sizes[name] + sum(sizes.get(o, 0) for o in operands),
+                source=source.group(1) if source else "",
+            )
+        )
+    return rows
+
+
+def kernel_category(row: dict) -> str:
+    """matmul / attention / dropout / layernorm / gelu / other, from the kernel and its source."""
+    name, op, source = row["name"], row["op"], row["source"].lower()
+    if "cudnn" in op or "dot_product_attention" in name:
+        return "attention"
+    if any(p in name for p in ("gemm", "cublas", "dot")) or "cublas" in op:
+        return "matmul"
+    for category, patterns in (
+        ("dropout", ("dropout",)),
+        ("layernorm", ("layernorm",)),
+        ("gelu", ("intermediate/mul", "intermediate/convert", "intermediate/dense/reduce")),
+    ):
+        if any(p in source for p in patterns):
+            return category
+    return "other"
+
+
+def traffic_summary(hlo_text: str, bandwidth: float, top: int = 20) -> dict:
+    """Kernels, bytes moved and bytes / bandwidth in ms: in all, by category, and the `top`
+    groups of same-source kernels (layer numbers folded, so 12 layers' GELUs are one row)."""
+    rows = kernel_traffic(hlo_text)
+
+    def ms(nbytes):
+        return round(nbytes / bandwidth * 1e3, 3)
+
+    by_category = collections.defaultdict(lambda: [0, 0])
+    groups = collections.defaultdict(lambda: [0, 0])
+    for row in rows:
+        category = kernel_category(row)
+        by_category[category][0] += 1
+        by_category[category][1] += row["bytes"]
+        if category not in ("matmul", "attention"):
+            kind = re.sub(r"[._]\d+", "", row["name"])
+            source = re.sub(r"layer/\d+", "layer/N", row["source"].split(")/", 1)[-1])
+            groups[f"{kind} {source}"][0] += 1
+            groups[f"{kind} {source}"][1] += row["bytes"]
+    memory_bound = sum(b for c, (_, b) in by_category.items() if c not in ("matmul", "attention"))
+    return dict(
+        kernels=len(rows),
+        memory_bound_gb=round(memory_bound / 1e9, 2),
+        memory_bound_ms=ms(memory_bound),
+        by_category={
+            c: dict(kernels=n, gb=round(b / 1e9, 2), ms=ms(b))
+            for c, (n, b) in sorted(by_category.items(), key=lambda kv: -kv[1][1])
+        },
+        top=[
+            dict(group=g[:140], kernels=n, ms=ms(b))
+            for g, (n, b) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:top]
+        ],
+    )
+
+
+@contextlib.contextmanager
+def cudnn_attention_for(capability: str = "9.0"):
+    """Lets the model lower cuDNN attention with no GPU attached: `_use_cudnn` and JAX's cuDNN
+    checks ask the local device, which here is the CPU, so they answer for the target instead."""
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn
+
+    from jaxbert import model
+
+    target = tuple(int(x) for x in capability.split("."))
+
+    def at_least(needed):
+        return target >= tuple(int(x) for x in needed.split("."))
+
+    def equal(needed):
+        return target == tuple(int(x) for x in needed.split("."))
+
+    def uses_cudnn(config):
+        return config.attention_impl == "cudnn" and config.dtype in ("bfloat16", "float16")
+
+    with (
+        mock.patch.object(model, "_use_cudnn", uses_cudnn),
+        mock.patch.object(cudnn, "check_compute_capability", at_least),
+        mock.patch.object(cudnn, "is_cuda_compute_capability_equal", equal),
+    ):
+        yield
+
+
+def gpu_mesh(target: str):
+    """A one-device mesh of the target GPU, described rather than attached."""
+    from jax.experimental import topologies
+
+    spec = TARGETS[target]
+    config = _HOPPER.format(
+        name=spec["name"], bandwidth=int(spec["bandwidth"]), memory=spec["memory"]
+    )
+    try:
+        topology = topologies.get_topology_desc(
+            platform="cuda", target_config=config, topology="1x1x1"
+        )
+    except (NotImplementedError, RuntimeError) as e:
+        raise RuntimeError(
+            "compiling for a GPU without one needs JAX's CUDA plugin in this environment: "
+            f'pip install "jax[cuda13]=={jax.__version__}" (about 4 GB; no GPU or driver is '
+            "used), then run with JAX_PLATFORMS=cpu JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 "
+            f"(scripts/benchmark.py hlo sets both). Cause: {e}"
+        ) from e
+    return topologies.make_mesh(topology, (1,), ("data",))
+
+
+def bench_hlo(
+    *,
+    size="base",
+    batch_size=256,
+    seq_len=128,
+    dtype="bfloat16",
+    attention="cudnn",
+    target="h200",
+    vocab_size=30522,
+    max_predictions=20,
+    nsp=True,
+    top=20,
+    dump="",
+    seed=0,
+) -> Iterator[dict]:
+    """Compiles the pretraining step for `target` and yields its modelled memory traffic."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
+    mesh = gpu_mesh(target)
+    replicated = NamedSharding(mesh, P())
+    batch = random_pretraining_batch(
+        np.random.default_rng(seed), batch_size, seq_len, vocab_size, max_predictions
+    )
+    config = BertConfig.from_size(
+        size,
+        vocab_size=padded_vocab_size(vocab_size, 128),
+        max_position_embeddings=max(512, seq_len),
+        dtype=dtype,
+        attention_impl=attention,
+    )
+    model = BertForPreTraining(config)
+    tx, _, _ = update.make_optimizer(configs.pretrain_config().optim, total_steps=100_000)
+    inputs = [batch[k][:1] for k in ("input_ids", "segment_ids", "attention_mask")]
+    inputs.append(batch["masked_lm_positions"][:1])
+
+    def abstract(tree):
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), tree
+        )
+
+    with cudnn_attention_for():
+        params = jax.eval_shape(lambda k: model.init(k, *inputs)["params"], jax.random.key(0))
+        state = jax.eval_shape(lambda p: update.create_state(p, tx, None), params)
+        step_rng = jax.eval_shape(lambda: update.dropout_key(jax.random.key(1), "threefry2x32"))
+        step = jax.jit(
+            update.make_train_step(pretrain.pretraining_loss_fn(model, nsp), tx),
+            donate_argnums=(0,),
+        )
+        batch = {k: jnp.asarray(v) for k, v in batch.items()}
+        compiled = step.lower(abstract(state), abstract(batch), abstract(step_rng)).compile()
+    hlo_text = compiled.as_text()
+    if dump:
+        with open(dump, "w") as f:
+            f.write(hlo_text)
+    yield dict(
+        bench="hlo",
+        target=TARGETS[target]["name"],
+        size=size,
+        batch=batch_size,
+        seq=seq_len,
+        dtype=dtype,
+        attention=attention,
+        **traffic_summary(hlo_text, TARGETS[target]["bandwidth"], top=top),
+    )
