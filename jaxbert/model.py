@@ -109,20 +109,6 @@ def _dense(config: BertConfig, features: int, name: str) -> nn.Dense:
     )
 
 
-class _DenseParams(nn.Module):
-    """The kernel [in, out] and bias of a Dense layer named like one, without applying it."""
-
-    config: BertConfig
-    in_features: int
-
-    @nn.compact
-    def __call__(self):
-        features = self.config.hidden_size
-        init = nn.initializers.normal(self.config.initializer_range)
-        kernel = self.param("kernel", init, (self.in_features, features), jnp.float32)
-        return kernel, self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
-
-
 def _layer_norm(config: BertConfig, name: str = "LayerNorm") -> nn.LayerNorm:
     # Flax computes LayerNorm statistics in float32 even for bfloat16 inputs.
     return nn.LayerNorm(
@@ -284,16 +270,11 @@ class BertSelfAttention(nn.Module):
     def __call__(self, x, attention_mask, *, deterministic: bool):
         """x [batch x seq, hidden], attention_mask [batch, seq] (1 real, 0 pad) -> like x."""
         config = self.config
-        (batch, seq), hidden = attention_mask.shape, x.shape[-1]
-        # One [hidden, 3 x hidden] matmul for the query, key and value projections: the weights
-        # stay three Dense layers (the checkpoint layout of Hugging Face BERT), concatenated per
-        # step (a few MB), so the backward pass is one matmul for the input's gradient instead of
-        # three plus their sum.
-        projections = [_DenseParams(config, hidden, name=n)() for n in ("query", "key", "value")]
-        kernel = jnp.concatenate([k for k, _ in projections], axis=1).astype(x.dtype)
-        bias = jnp.concatenate([b for _, b in projections]).astype(x.dtype)
-        qkv = (x @ kernel + bias).reshape(batch, seq, 3, config.num_heads, config.head_dim)
-        query, key, value = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        batch, seq = attention_mask.shape
+        shape = (batch, seq, config.num_heads, config.head_dim)
+        query = _dense(config, config.hidden_size, "query")(x).reshape(shape)
+        key = _dense(config, config.hidden_size, "key")(x).reshape(shape)
+        value = _dense(config, config.hidden_size, "value")(x).reshape(shape)
         if _use_cudnn(config):
             # cuDNN's fused kernel takes padding as per-row lengths; our batches are right-padded.
             lengths = attention_mask.sum(axis=-1).astype(jnp.int32)
