@@ -8,7 +8,9 @@ of the model it comes (the `op_name` metadata). Bytes moved over the chip's memo
 model of the memory-bound kernels' time, not a measurement: it ignores compute-bound fusions
 (a long erf polynomial costs more than its bytes), launch gaps and caches, and says nothing about
 the matmuls, which are compute-bound. It ranks changes to the step between GPU sessions; the
-device benchmark (`scripts/device_bench.sh`) is what measures them.
+device benchmark (`scripts/device_bench.sh`) is what measures them. With no autotuning, XLA makes
+every matmul a Triton fusion; XLA_FLAGS=--xla_gpu_enable_triton_gemm=false gives cuBLAS calls with
+the bias adds in their epilogues instead, closer to what the H200's autotuner chose for BERT-base.
 
 Needs JAX's CUDA plugin (`pip install "jax[cuda13]==<installed jax>"`) and, before JAX starts,
 JAX_PLATFORMS=cpu and JAX_SKIP_CUDA_CONSTRAINTS_CHECK=1 (the plugin's driver checks fail without
