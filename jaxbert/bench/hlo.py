@@ -33,8 +33,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbert import configs, pretrain, update
-from jaxbert.bench.pretrain import random_pretraining_batch
-from jaxbert.model import BertConfig, BertForPreTraining, padded_vocab_size
+from jaxbert.bench.pretrain import benchmark_model, random_pretraining_batch
 
 # Target descriptions for XLA's GPU compiler (its GpuTargetConfigProto in text form). Figures are
 # NVIDIA's published ones: 132 SMs at 1.98 GHz, 50 MiB L2, compute capability 9.0.
@@ -237,14 +236,7 @@ def bench_hlo(
     batch = random_pretraining_batch(
         np.random.default_rng(seed), batch_size, seq_len, vocab_size, max_predictions
     )
-    config = BertConfig.from_size(
-        size,
-        vocab_size=padded_vocab_size(vocab_size, 128),
-        max_position_embeddings=max(512, seq_len),
-        dtype=dtype,
-        attention_impl=attention,
-    )
-    model = BertForPreTraining(config)
+    model = benchmark_model(size, vocab_size, seq_len, dtype, attention)
     tx, _, _ = update.make_optimizer(configs.pretrain_config().optim, total_steps=100_000)
     inputs = [batch[k][:1] for k in ("input_ids", "segment_ids", "attention_mask")]
     inputs.append(batch["masked_lm_positions"][:1])

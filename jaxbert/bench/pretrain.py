@@ -44,6 +44,19 @@ def model_flops_per_seq(num_layers, hidden, intermediate, vocab, seq_len, num_ma
     return 3 * (encoder + head + pooler)
 
 
+def benchmark_model(size, vocab_size, seq_len, dtype, attention) -> BertForPreTraining:
+    """The BERT with pretraining heads that the step benchmarks time: a named size, the vocab
+    padded to a multiple of 128, positions for at least 512 tokens."""
+    config = BertConfig.from_size(
+        size,
+        vocab_size=padded_vocab_size(vocab_size, 128),
+        max_position_embeddings=max(512, seq_len),
+        dtype=dtype,
+        attention_impl=attention,
+    )
+    return BertForPreTraining(config)
+
+
 def random_pretraining_batch(rng, batch_size, seq_len, vocab_size, max_predictions) -> dict:
     """A batch like `PretrainingBatches`' with random tokens and no padding (the peers' case):
     15 % of the positions masked (as the pipeline does for a full-length pair)."""
@@ -151,14 +164,8 @@ def bench_pretrain(
     ]
     for size_name, impl, rng_impl in runs:
         step_rng = update.dropout_key(jax.random.key(seed + 1), rng_impl)
-        config = BertConfig.from_size(
-            size_name,
-            vocab_size=padded_vocab_size(vocab_size, 128),
-            max_position_embeddings=max(512, seq_len),
-            dtype=dtype,
-            attention_impl=impl,
-        )
-        model = BertForPreTraining(config)
+        model = benchmark_model(size_name, vocab_size, seq_len, dtype, impl)
+        config = model.config
 
         def init_state(key, model=model):
             inputs = ("input_ids", "segment_ids", "attention_mask", "masked_lm_positions")
