@@ -253,6 +253,12 @@ def test_hlo_traffic_of_a_compiled_step():
     text = jax.jit(lambda a, b: jnp.exp(a) * 2.0 + b).lower(x, x).compile().as_text()
     kernels = hlo.kernel_traffic(text)
     assert [k["bytes"] for k in kernels] == [3 * 256 * 256 * 4]  # one fusion: a, b in; out
+    # exp (10 units) + multiply + add per element; the constant's broadcast is free.
+    assert [k["ops"] for k in kernels] == [12 * 256 * 256]
+    # A kernel takes the longer of its bytes and its arithmetic: here the arithmetic.
+    alone = hlo.traffic_summary(text, bandwidth=1e12, alu=1e9)
+    assert alone["memory_bound_ms"] == pytest.approx(3 * 256 * 256 * 4 / 1e9, abs=1e-3)
+    assert alone["modelled_ms"] == pytest.approx(12 * 256 * 256 / 1e6, abs=1e-3)
 
     from jaxbert import configs, update
     from jaxbert import pretrain as pretraining
@@ -274,11 +280,12 @@ def test_hlo_traffic_of_a_compiled_step():
         .compile()
         .as_text()
     )
-    summary = hlo.traffic_summary(text, bandwidth=1e12, top=5)
+    summary = hlo.traffic_summary(text, bandwidth=1e12, alu=1e12, top=5)
     assert {"dropout", "layernorm", "gelu", "matmul"} <= set(summary["by_category"])
     assert summary["kernels"] == sum(c["kernels"] for c in summary["by_category"].values())
     assert len(summary["top"]) == 5 and "layer/N" in " ".join(t["group"] for t in summary["top"])
     assert summary["memory_bound_ms"] == pytest.approx(summary["memory_bound_gb"], abs=0.01)
+    assert summary["modelled_ms"] >= summary["memory_bound_ms"] > 0
 
 
 def test_hlo_without_the_cuda_plugin_says_how_to_get_it():

@@ -4,10 +4,12 @@ The real jitted step (`update.make_train_step` over the pretraining loss) is com
 target by JAX's deviceless ahead-of-time path (`jax.experimental.topologies` with a target
 description; the CUDA plugin compiles, no device or driver is needed), and the optimized HLO is
 read kernel by kernel: which fusions XLA formed, what each reads and writes, and from which part
-of the model it comes (the `op_name` metadata). Bytes moved over the chip's memory bandwidth are a
-model of the memory-bound kernels' time, not a measurement: it ignores compute-bound fusions
-(a long erf polynomial costs more than its bytes), launch gaps and caches, and says nothing about
-the matmuls, which are compute-bound. It ranks changes to the step between GPU sessions; the
+of the model it comes (the `op_name` metadata), and how much elementwise arithmetic its fused
+computation does. Each kernel is modelled as the longer of its bytes over the memory bandwidth
+and its arithmetic over the chip's float32 lane rate: a model, not a measurement (no launch gaps,
+caches or occupancy; matmuls and attention are listed, not modelled). On the H200 profile of
+commit bb4f1bc it gave 3.4 ms for the forward GELU kernels (measured 4.2) and 2.5 ms for their
+backward (measured 2.9). It ranks changes to the step between GPU sessions; the
 device benchmark (`scripts/device_bench.sh`) is what measures them. With no autotuning, XLA makes
 every matmul a Triton fusion; XLA_FLAGS=--xla_gpu_enable_triton_gemm=false gives cuBLAS calls with
 the bias adds in their epilogues instead, closer to what the H200's autotuner chose for BERT-base.
@@ -63,15 +65,29 @@ dnn_version_info {{ major: 9 minor: 10 }}
 runtime_version {{ major: 13 minor: 0 patch: 0 }}
 device_description_str: "{name}"
 """
+# alu: elementwise float32 operations per second outside the tensor cores (132 SMs x 128 lanes
+# x 1.98 GHz), the rate that bounds a fusion whose arithmetic outweighs its bytes.
 TARGETS = {
-    "h100": dict(name="NVIDIA H100 80GB HBM3", bandwidth=3.35e12, memory=85_899_345_920),
-    "h200": dict(name="NVIDIA H200", bandwidth=4.8e12, memory=151_397_597_184),
+    "h100": dict(
+        name="NVIDIA H100 80GB HBM3", bandwidth=3.35e12, memory=85_899_345_920, alu=3.345e13
+    ),
+    "h200": dict(name="NVIDIA H200", bandwidth=4.8e12, memory=151_397_597_184, alu=3.345e13),
 }
 _ELEMENT_BYTES = dict(pred=1, s8=1, u8=1, bf16=2, f16=2, s16=2, u16=2, f32=4, s32=4, u32=4)
 _ELEMENT_BYTES |= dict(f64=8, s64=8, u64=8)
 _ARRAY = re.compile(r"\b(" + "|".join(_ELEMENT_BYTES) + r")\[([\d,]*)\]")
 _INSTRUCTION = re.compile(r"\s*(?:ROOT )?%([\w.\-]+) = (.+?) ([\w\-]+)\((.*)$")
 _NOT_KERNELS = ("parameter", "constant", "get-tuple-element", "tuple", "bitcast")
+_COMPUTATION = re.compile(r"^%?([\w.\-]+) \(.*\) -> .* \{$")
+# Elementwise work inside a fusion, in float32-lane operations per element: 1 for an add or a
+# compare; more for what goes through the special-function unit or a Newton step (an order of
+# magnitude slower than an add on NVIDIA GPUs; XLA expands erf into a rational polynomial);
+# integer results twice (Hopper has 64 INT32 lanes per SM against 128 FP32). Data movement
+# within a fusion (broadcast, slice, reshape...) is free.
+_OP_COST = dict(divide=10, exponential=10, log=10, tanh=10, logistic=10, erf=20, power=20)
+_OP_COST |= dict(rsqrt=8, sqrt=8, remainder=10)
+_NO_WORK = {"parameter", "constant", "bitcast", "broadcast", "reshape", "get-tuple-element"}
+_NO_WORK |= {"tuple", "slice", "dynamic-slice", "concatenate", "transpose", "copy", "iota", "pad"}
 
 
 def shape_bytes(shape: str) -> int:
@@ -82,10 +98,45 @@ def shape_bytes(shape: str) -> int:
     )
 
 
+def _elements(shape: str) -> int:
+    array = _ARRAY.search(shape)
+    return math.prod(int(d) for d in array.group(2).split(",") if d) if array else 0
+
+
+def computation_work(hlo_text: str) -> dict[str, float]:
+    """Elementwise operations (`_OP_COST` units) of each non-entry computation of a module: the
+    fused computations that fusion kernels call. A reduce counts its input's elements."""
+    work, name, shapes = {}, None, {}
+    for line in hlo_text.split("\n"):
+        header = _COMPUTATION.match(line)
+        if header:
+            name, shapes = header.group(1), {}
+            work[name] = 0.0
+            continue
+        if line.startswith("}"):
+            name = None
+        m = name and _INSTRUCTION.match(line)
+        if not m:
+            continue
+        instruction, shape, opcode, rest = m.groups()
+        shapes[instruction] = shape
+        if opcode in _NO_WORK:
+            continue
+        elements = _elements(shape)
+        if opcode == "reduce":
+            operand = re.match(r"%([\w.\-]+)", rest)
+            elements = _elements(shapes.get(operand.group(1), "")) if operand else elements
+        integer = re.match(r"\(?[su]\d+\[", shape) is not None
+        work[name] += elements * _OP_COST.get(opcode, 1) * (2 if integer else 1)
+    return work
+
+
 def kernel_traffic(hlo_text: str) -> list[dict]:
     """One row per kernel of the entry computation of an optimized HLO module: its name, what it
     is (fusion kind or custom-call target), bytes read (its operands) plus written (its result),
-    and the `op_name` of the JAX operation it came from."""
+    elementwise operations (`computation_work` of the computation a fusion calls), and the
+    `op_name` of the JAX operation it came from."""
+    work = computation_work(hlo_text)
     start = hlo_text.index("\nENTRY ")
     entry = hlo_text[start : hlo_text.index("\n}", start)].split("\n")[1:]
     sizes, rows = {}, []
@@ -101,11 +152,13 @@ def kernel_traffic(hlo_text: str) -> list[dict]:
         target = re.search(r'custom_call_target="([^"]+)"', rest)
         kind = re.search(r"kind=(\w+)", rest)
         source = re.search(r'op_name="([^"]+)"', rest)
+        calls = re.search(r"calls=%([\w.\-]+)", rest)
         rows.append(
             dict(
                 name=name,
                 op=target.group(1) if target else kind.group(1) if kind else opcode,
                 bytes=sizes[name] + sum(sizes.get(o, 0) for o in operands),
+                ops=work.get(calls.group(1), 0.0) if calls and not target else 0.0,
                 source=source.group(1) if source else "",
             )
         )
@@ -129,37 +182,47 @@ def kernel_category(row: dict) -> str:
     return "other"
 
 
-def traffic_summary(hlo_text: str, bandwidth: float, top: int = 20) -> dict:
-    """Kernels, bytes moved and bytes / bandwidth in ms: in all, by category, and the `top`
-    groups of same-source kernels (layer numbers folded, so 12 layers' GELUs are one row)."""
+def traffic_summary(hlo_text: str, bandwidth: float, alu: float, top: int = 20) -> dict:
+    """The step's kernels, modelled: bytes moved over `bandwidth` (bytes/s) and, per kernel, the
+    larger of that and its elementwise operations over `alu` (operations/s). In all, by
+    category, and the `top` groups of same-source kernels (layer numbers folded, so the 12
+    layers' GELUs are one row). Matmuls and attention are counted but not modelled."""
     rows = kernel_traffic(hlo_text)
+    by_category = collections.defaultdict(lambda: [0, 0, 0.0])
+    groups = collections.defaultdict(lambda: [0, 0, 0.0])
+    for row in rows:
+        category = kernel_category(row)
+        seconds = max(row["bytes"] / bandwidth, row["ops"] / alu)
+        by_category[category][0] += 1
+        by_category[category][1] += row["bytes"]
+        by_category[category][2] += seconds
+        if category not in ("matmul", "attention"):
+            kind = re.sub(r"[._]\d+", "", row["name"])
+            source = re.sub(r"layer/\d+", "layer/N", row["source"].split(")/", 1)[-1])
+            group = groups[f"{kind} {source}"]
+            group[0] += 1
+            group[1] += row["bytes"]
+            group[2] += seconds
+    modelled = {c: v for c, v in by_category.items() if c not in ("matmul", "attention")}
+    memory_bound = sum(b for _, b, _ in modelled.values())
 
     def ms(nbytes):
         return round(nbytes / bandwidth * 1e3, 3)
 
-    by_category = collections.defaultdict(lambda: [0, 0])
-    groups = collections.defaultdict(lambda: [0, 0])
-    for row in rows:
-        category = kernel_category(row)
-        by_category[category][0] += 1
-        by_category[category][1] += row["bytes"]
-        if category not in ("matmul", "attention"):
-            kind = re.sub(r"[._]\d+", "", row["name"])
-            source = re.sub(r"layer/\d+", "layer/N", row["source"].split(")/", 1)[-1])
-            groups[f"{kind} {source}"][0] += 1
-            groups[f"{kind} {source}"][1] += row["bytes"]
-    memory_bound = sum(b for c, (_, b) in by_category.items() if c not in ("matmul", "attention"))
     return dict(
         kernels=len(rows),
         memory_bound_gb=round(memory_bound / 1e9, 2),
         memory_bound_ms=ms(memory_bound),
+        modelled_ms=round(1e3 * sum(t for _, _, t in modelled.values()), 3),
+        elementwise_gops=round(sum(r["ops"] for r in rows) / 1e9, 2),
         by_category={
             c: dict(kernels=n, gb=round(b / 1e9, 2), ms=ms(b))
-            for c, (n, b) in sorted(by_category.items(), key=lambda kv: -kv[1][1])
+            | ({} if c in ("matmul", "attention") else dict(modelled_ms=round(1e3 * t, 3)))
+            for c, (n, b, t) in sorted(by_category.items(), key=lambda kv: -kv[1][1])
         },
         top=[
-            dict(group=g[:140], kernels=n, ms=ms(b))
-            for g, (n, b) in sorted(groups.items(), key=lambda kv: -kv[1][1])[:top]
+            dict(group=g[:140], kernels=n, ms=ms(b), modelled_ms=round(1e3 * t, 3))
+            for g, (n, b, t) in sorted(groups.items(), key=lambda kv: -kv[1][2])[:top]
         ],
     )
 
@@ -268,5 +331,5 @@ def bench_hlo(
         seq=seq_len,
         dtype=dtype,
         attention=attention,
-        **traffic_summary(hlo_text, TARGETS[target]["bandwidth"], top=top),
+        **traffic_summary(hlo_text, TARGETS[target]["bandwidth"], TARGETS[target]["alu"], top),
     )
