@@ -36,8 +36,8 @@ from jaxbert.bench import common, encode, finetune, hlo, inputs, pretrain, repor
 
 
 def emit(record: dict) -> None:
-    # process_s: when, in this process's life, the record was ready (the H200 calls of
-    # 2026-11-27 printed the base record well before their stage's time ran out).
+    # process_s: when, in this process's life, the record was ready (on the H200 calls of
+    # 2026-11-27 the base stage printed its record, then ran past its time limit).
     since = round(time.perf_counter() - STARTED, 1)
     print(json.dumps({**record, **common.environment(), "process_s": since}), flush=True)
 
