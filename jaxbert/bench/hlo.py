@@ -29,13 +29,13 @@ from collections.abc import Iterator
 from unittest import mock
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxbert import configs, pretrain, update
 from jaxbert.bench.pretrain import benchmark_model, random_pretraining_batch
+from jaxbert.bench.profiles import op_kind
 
 # Target descriptions for XLA's GPU compiler (its GpuTargetConfigProto in text form). Figures are
 # NVIDIA's published ones: 132 SMs at 1.98 GHz, 50 MiB L2, compute capability 9.0.
@@ -90,17 +90,19 @@ _NO_WORK = {"parameter", "constant", "bitcast", "broadcast", "reshape", "get-tup
 _NO_WORK |= {"tuple", "slice", "dynamic-slice", "concatenate", "transpose", "copy", "iota", "pad"}
 
 
+def _count(dims: str) -> int:
+    return math.prod(int(d) for d in dims.split(",") if d)
+
+
 def shape_bytes(shape: str) -> int:
     """Bytes of an HLO shape string, tuples included: 'bf16[4,8]{1,0}' -> 64."""
-    return sum(
-        math.prod(int(d) for d in dims.split(",") if d) * _ELEMENT_BYTES[dtype]
-        for dtype, dims in _ARRAY.findall(shape)
-    )
+    return sum(_count(dims) * _ELEMENT_BYTES[dtype] for dtype, dims in _ARRAY.findall(shape))
 
 
 def _elements(shape: str) -> int:
+    """Elements of the first array in an HLO shape string."""
     array = _ARRAY.search(shape)
-    return math.prod(int(d) for d in array.group(2).split(",") if d) if array else 0
+    return _count(array.group(2)) if array else 0
 
 
 def computation_work(hlo_text: str) -> dict[str, float]:
@@ -167,11 +169,10 @@ def kernel_traffic(hlo_text: str) -> list[dict]:
 
 def kernel_category(row: dict) -> str:
     """matmul / attention / dropout / layernorm / gelu / other, from the kernel and its source."""
-    name, op, source = row["name"], row["op"], row["source"].lower()
-    if "cudnn" in op or "dot_product_attention" in name:
-        return "attention"
-    if any(p in name for p in ("gemm", "cublas", "dot")) or "cublas" in op:
-        return "matmul"
+    kind = op_kind(f"{row['name']} {row['op']}")  # the profile summary's name patterns
+    if kind in ("attention", "matmul"):
+        return kind
+    source = row["source"].lower()
     for category, patterns in (
         ("dropout", ("dropout",)),
         ("layernorm", ("layernorm",)),
@@ -301,8 +302,8 @@ def bench_hlo(
     )
     model = benchmark_model(size, vocab_size, seq_len, dtype, attention)
     tx, _, _ = update.make_optimizer(configs.pretrain_config().optim, total_steps=100_000)
-    inputs = [batch[k][:1] for k in ("input_ids", "segment_ids", "attention_mask")]
-    inputs.append(batch["masked_lm_positions"][:1])
+    names = ("input_ids", "segment_ids", "attention_mask", "masked_lm_positions")
+    inputs = [batch[k][:1] for k in names]
 
     def abstract(tree):
         return jax.tree.map(
@@ -317,7 +318,6 @@ def bench_hlo(
             update.make_train_step(pretrain.pretraining_loss_fn(model, nsp), tx),
             donate_argnums=(0,),
         )
-        batch = {k: jnp.asarray(v) for k, v in batch.items()}
         compiled = step.lower(abstract(state), abstract(batch), abstract(step_rng)).compile()
     hlo_text = compiled.as_text()
     if dump:
