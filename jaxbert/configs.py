@@ -56,9 +56,6 @@ def _train(batch_size: int, num_steps: int) -> ml_collections.ConfigDict:
             keep_checkpoints=3,  # the last k are kept, plus the best by the primary metric
             early_stop_patience=0,  # evaluations without improvement before stopping; 0 = never
             eval_at_start=False,  # evaluate the starting weights before the first step
-            # dropout mask generator: threefry2x32 (same masks on any sharding) or rbg (XLA's
-            # RngBitGenerator; no faster on an H200, README "Performance")
-            dropout_rng="threefry2x32",
         )
     )
 

@@ -30,7 +30,6 @@ from jaxbert.update import (
     LossFn,
     TrainState,
     create_state,
-    dropout_key,
     make_optimizer,
     make_train_step,
 )
@@ -224,7 +223,6 @@ def run(task: Task, config, run_dir: str) -> dict:
     tx, plateau_tx, schedule = make_optimizer(optim, total_steps)
     rng = jax.random.key(config.seed)
     init_rng, step_rng = jax.random.split(rng)
-    step_rng = dropout_key(step_rng, train_cfg.dropout_rng)
 
     def init_state(key):
         return create_state(task.init_params(key), tx, plateau_tx)

@@ -96,24 +96,6 @@ def create_state(params, tx, plateau) -> TrainState:
     )
 
 
-# Key implementations for the dropout masks. threefry2x32 (JAX's default) gives the same masks
-# on any device count and sharding, which the data-parallel tests rely on; rbg draws the bits
-# with XLA's RngBitGenerator, whose masks may differ between shardings and backends. On an H200
-# rbg was no faster (BERT-small) and its BERT-base step compiled for over 90 s (README).
-DROPOUT_RNGS = ("threefry2x32", "rbg", "unsafe_rbg")
-
-
-def dropout_key(key: jax.Array, impl: str) -> jax.Array:
-    """The train step's base key: `key` itself for threefry2x32, else a key of `impl` seeded
-    from it."""
-    if impl not in DROPOUT_RNGS:
-        raise ValueError(f"dropout_rng must be one of {DROPOUT_RNGS}, got {impl!r}")
-    if impl == "threefry2x32":
-        return key
-    seed = int(jax.random.randint(key, (), 0, jnp.iinfo(jnp.int32).max))
-    return jax.random.key(seed, impl=impl)
-
-
 def make_train_step(loss_fn: LossFn, tx, *, grad_accum: int = 1, use_plateau: bool = False):
     """Builds `train_step(state, batch, rng) -> (state, metrics)`.
 

@@ -31,7 +31,6 @@ if sys.argv[1:2] == ["hlo"]:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
-from jaxbert import update  # noqa: E402
 from jaxbert.bench import common, encode, finetune, hlo, inputs, pretrain, report  # noqa: E402
 
 
@@ -62,7 +61,7 @@ def run_pretrain(a):
         data=a.data, files=a.files, vocab=a.vocab, vocab_size=a.vocab_size,
         max_predictions=a.max_predictions, nsp=not a.no_nsp, moment_dtype=a.moment_dtype,
         grad_accum=a.grad_accum, warmup=a.warmup, steps=a.steps, peak_tflops=a.peak_tflops,
-        dropout_rng=a.dropout_rng, profile=a.profile, max_docs=a.max_docs,
+        profile=a.profile, max_docs=a.max_docs,
         cache_dir=a.cache_dir, seed=a.seed,
     )  # fmt: skip
 
@@ -79,7 +78,7 @@ def run_finetune(a):
     return finetune.bench_finetune(
         model=a.model, vocab=a.vocab, data=a.pairs_file or a.data, data_root=a.data_root,
         batch_size=a.batch, buckets=a.buckets, max_len=a.max_len, dtype=a.dtype,
-        attention=a.attention, max_pairs=a.max_pairs, dropout_rng=a.dropout_rng, warmup=a.warmup,
+        attention=a.attention, max_pairs=a.max_pairs, warmup=a.warmup,
         steps=a.max_steps or a.steps, peer=a.peer, seed=a.seed,
     )  # fmt: skip
 
@@ -143,7 +142,6 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="chip peak, for MFU")
-    p.add_argument("--dropout-rng", default="threefry2x32", help="key impl(s), comma-separated")
     p.add_argument("--profile", default="", help="trace 3 more steps here and summarise them")
 
     p = command("input", run_input, "host input pipeline: pretraining batches or NLI pairs")
@@ -176,7 +174,6 @@ def main(argv=None) -> None:
     p.add_argument("--max-len", type=int, default=64)
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
-    p.add_argument("--dropout-rng", default="threefry2x32", choices=update.DROPOUT_RNGS)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--max-steps", type=int, default=0, help="steps (overrides --steps)")

@@ -2,11 +2,10 @@
 # Ours and the peers, side by side in one device call on a lent GPU (about 6 minutes).
 # Stages run in order of what the performance targets need, each capped by what is left of
 # DEADLINE seconds, so a slow or failing stage costs its own numbers only:
-#   1 ours  BERT-base pretraining step, batch 256, seq 128, bf16, cuDNN attention (threefry
-#           dropout keys: with rbg keys the base step compiled for over 90 s on an H200, twice)
+#   1 ours  BERT-base pretraining step, batch 256, seq 128, bf16, cuDNN attention
 #   2 peer  HF BertForPreTraining + torch.compile, base          (../shared/bench)
 #   3 ours  SBERT fine-tuning (small, bf16, batch 64, SNLI subset)  4 peer  sentence-transformers
-#   5 ours  BERT-small, both dropout generators                     6 peer  torch.compile, small
+#   5 ours  BERT-small                                              6 peer  torch.compile, small
 #   7 ours  BERT-base again, 3 steps profiled (top kernels, time by kind of op)
 #   8 then, while time is left: ours base with XLA attention, the torch eager and HF Flax peers,
 #     SBERT fine-tuning at base, ours and sentence-transformers'
@@ -110,13 +109,12 @@ PRETRAIN=("${BENCH[@]}" pretrain --batch "$BATCH" --seq "$SEQ" --dtype bfloat16
   --warmup "$WARMUP" --steps "$STEPS" --peak-tflops 790)
 FINETUNE=("${BENCH[@]}" finetune --vocab "$DEV/data/bert_uncased_vocab/vocab.txt"
   --data-root "$DEV/data" --batch 64 --dtype bfloat16 --attention cudnn --buckets 16,32,64,128
-  --max-len 128 --steps "$FT_STEPS" --dropout-rng rbg)
+  --max-len 128 --steps "$FT_STEPS")
 ours 130 "ours $BASE" "${PRETRAIN[@]}" --size "$BASE" --attention cudnn
 peer 110 "torch.compile $BASE" "${TORCH_PEER[@]}" --preset "$BASE" --modes compile
 ours 90 "ours SBERT fine-tuning $SMALL" "${FINETUNE[@]}" --model "$SMALL"
 peer 70 "sentence-transformers fine-tuning $SMALL" "${ST_PEER[@]}" --preset "$SMALL"
-ours 70 "ours $SMALL" "${PRETRAIN[@]}" --size "$SMALL" --attention cudnn \
-  --dropout-rng threefry2x32,rbg
+ours 70 "ours $SMALL" "${PRETRAIN[@]}" --size "$SMALL" --attention cudnn
 peer 70 "torch.compile $SMALL" "${TORCH_PEER[@]}" --preset "$SMALL" --modes compile
 ours 90 "ours $BASE, profiled" "${PRETRAIN[@]}" --size "$BASE" --attention cudnn \
   --profile /tmp/jaxbert-profile

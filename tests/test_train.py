@@ -211,15 +211,3 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
     params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
     assert step == 5
     assert optax.tree.norm(params) > 0
-
-
-def test_dropout_key_keeps_threefry_and_seeds_other_generators():
-    key = jax.random.key(3)
-    assert update.dropout_key(key, "threefry2x32") is key
-    rbg = update.dropout_key(key, "rbg")
-    assert jax.random.key_impl(rbg) == jax.random.key_impl(jax.random.key(0, impl="rbg"))
-    np.testing.assert_array_equal(
-        jax.random.key_data(rbg), jax.random.key_data(update.dropout_key(key, "rbg"))
-    )
-    with pytest.raises(ValueError, match="dropout_rng must be one of"):
-        update.dropout_key(key, "philox")

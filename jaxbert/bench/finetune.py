@@ -42,7 +42,6 @@ def bench_finetune(
     dtype="float32",
     attention="xla",
     max_pairs=0,
-    dropout_rng="threefry2x32",
     warmup=3,
     steps=20,
     peer=False,
@@ -74,7 +73,7 @@ def bench_finetune(
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
     )
-    step_rng = update.dropout_key(jax.random.key(seed + 1), dropout_rng)
+    step_rng = jax.random.key(seed + 1)
     example = batches.make_batch(batches.epoch_plan(0)[0])
 
     def abstract(length):
@@ -118,7 +117,6 @@ def bench_finetune(
         buckets=",".join(map(str, bucket_list)),
         dtype=dtype,
         attention=attention,
-        dropout_rng=dropout_rng,
         steps=steps,
         pairs_per_s=round(steps * batch_size / elapsed, 1),
         real_tokens_per_s=round(sum(tokens[warmup:]) / elapsed),

@@ -121,15 +121,14 @@ def bench_pretrain(
     warmup=3,
     steps=10,
     peak_tflops=0.0,
-    dropout_rng="threefry2x32",
     profile="",
     max_docs=2000,
     cache_dir=".cache/jaxbert",
     seed=0,
 ) -> Iterator[dict]:
     """Steps/s of the real jitted pretraining step (`update.make_train_step` over the pretraining
-    loss, state donated, batch sharded on the mesh) for each size x attention x dropout_rng
-    (comma lists). With `profile`, 3 more steps are traced there and summarised
+    loss, state donated, batch sharded on the mesh) for each size x attention (comma
+    lists). With `profile`, 3 more steps are traced there and summarised
     (`profile_summary`)."""
     rng = np.random.default_rng(seed)
     count = max(1, min(warmup + steps, 8))  # distinct batches, cycled
@@ -156,14 +155,8 @@ def bench_pretrain(
     optim.moment_dtype, optim.grad_accum = moment_dtype, grad_accum
     tx, _, _ = update.make_optimizer(optim, total_steps=100_000)
     example = {k: v[:1] for k, v in host_batches[0].items()}
-    runs = [
-        (s, a, r)
-        for s in split_list(size)
-        for a in split_list(attention)
-        for r in split_list(dropout_rng)
-    ]
-    for size_name, impl, rng_impl in runs:
-        step_rng = update.dropout_key(jax.random.key(seed + 1), rng_impl)
+    step_rng = jax.random.key(seed + 1)
+    for size_name, impl in itertools.product(split_list(size), split_list(attention)):
         model = benchmark_model(size_name, vocab_size, seq_len, dtype, impl)
         config = model.config
 
@@ -193,7 +186,7 @@ def bench_pretrain(
         state, metrics, warmup_s, elapsed = steady_state(
             step_fn, state, batches, warmup=warmup, steps=steps
         )
-        trace_dir = os.path.join(profile, f"{size_name}_{impl}_{rng_impl}") if profile else None
+        trace_dir = os.path.join(profile, f"{size_name}_{impl}") if profile else None
         if trace_dir:
             with jax.profiler.trace(trace_dir):
                 state = steady_state(step_fn, state, batches, warmup=0, steps=3)[0]
@@ -223,7 +216,6 @@ def bench_pretrain(
             seq=seq_len,
             dtype=dtype,
             attention=impl,
-            dropout_rng=rng_impl,
             data=data,
             nsp=nsp,
             moment_dtype=moment_dtype,

@@ -16,9 +16,9 @@ def report(records: list[dict]) -> str:
     }
     if pretrain:
         lines += [
-            "| impl | size | batch x seq | attention | dropout rng | step ms | seq/s | MFU | "
+            "| impl | size | batch x seq | attention | step ms | seq/s | MFU | "
             "vs torch.compile | peak GiB |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in pretrain:
             size = r.get("size", r.get("preset"))
@@ -28,7 +28,7 @@ def report(records: list[dict]) -> str:
             memory = r.get("peak_device_memory_gib", r.get("peak_mem_gib"))
             lines.append(
                 f"| {impl} | {size} | {r['batch']} x {r['seq']} | {r.get('attention', '')} | "
-                f"{r.get('dropout_rng', '')} | {r['step_ms']} | {r['seq_per_s']:,.0f} | {mfu} | "
+                f"{r['step_ms']} | {r['seq_per_s']:,.0f} | {mfu} | "
                 f"{ratio} | {memory if memory is not None else ''} |"
             )
     finetune = [r for r in records if r.get("bench") == "finetune" or r.get("job") == "finetune"]
@@ -44,7 +44,7 @@ def report(records: list[dict]) -> str:
         kinds = ", ".join(f"{k} {v['ms']} ms" for k, v in summary["by_kind"].items())
         lines += [
             "",
-            f"profile {r['size']} {r['attention']} {r['dropout_rng']}: "
+            f"profile {r['size']} {r['attention']}: "
             f"{summary['kernel_ms_per_step']} ms of kernels per step ({kinds})",
         ]
         lines += [f"  {t['ms']:8.3f} ms  {t['kind']:<16} {t['name'][:90]}" for t in summary["top"]]
