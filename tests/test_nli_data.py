@@ -4,13 +4,11 @@ import gzip
 import json
 import logging
 import os
-import sys
 import types
 
 import numpy as np
 import pytest
 
-import jaxbert.data
 from jaxbert.data import nli
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -40,6 +38,12 @@ def test_label_names_match_case_insensitively_and_no_gold_is_dropped(tmp_path):
     assert data.label_names == nli.NLI_LABELS
     assert data.sentence1[1] == "A dog, wet." and data.sentence2[1] == 'He said "hi".'
     assert data.stats == dict(read=5, kept=3, dropped_no_gold=2, malformed=0, empty=0)
+
+
+def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
+    path = write(tmp_path / "bom.csv.gz", "\ufeffsentence1,sentence2,label\nA.,B.,neutral\n", True)
+    data = nli.read_pairs(nli.PairSource(name="t", files=path))
+    assert data.sentence1 == ["A."] and data.labels.tolist() == [1]
 
 
 def test_numeric_codes_go_through_label_map_in_a_headerless_quoted_tsv(tmp_path):
@@ -216,8 +220,8 @@ def fake_sources(monkeypatch):
     module = types.SimpleNamespace(
         iter_records=iter_records, SourceUnavailableError=SourceUnavailableError
     )
-    monkeypatch.setitem(sys.modules, "jaxbert.data.sources", module)
-    monkeypatch.setattr(jaxbert.data, "sources", module, raising=False)
+    monkeypatch.setattr(nli.sources, "iter_records", iter_records)
+    monkeypatch.setattr(nli.sources, "SourceUnavailableError", SourceUnavailableError)
     return module, calls
 
 

@@ -208,3 +208,16 @@ def test_tfds_tfrecord_source_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     with pytest.raises(SourceUnavailableError, match="not random-access without TensorFlow"):
         iter_records(name="tfds:jaxbert_tiny_text")
+
+
+@pytest.mark.parametrize("name", ["bom.txt", "bom.jsonl.gz"])
+def test_a_byte_order_mark_is_not_read_into_the_first_document(tmp_path, name):
+    # Files saved by spreadsheet and Windows editors often start with U+FEFF.
+    first, second = "Alpha beta gamma.", "Second document."
+    if ".jsonl" in name:
+        text = _jsonl([{"text": first}, {"text": second}])
+    else:
+        text = f"{first}\n\n{second}\n"
+    _write(tmp_path / name, "\ufeff" + text)
+    documents = list(iter_documents(files=str(tmp_path / name)))
+    assert documents[0] == first

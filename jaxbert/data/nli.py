@@ -16,9 +16,6 @@ from __future__ import annotations
 import collections
 import csv
 import dataclasses
-import glob
-import gzip
-import io
 import json
 import logging
 import math
@@ -26,6 +23,8 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
+
+from jaxbert.data import sources
 
 logger = logging.getLogger(__name__)
 
@@ -214,25 +213,6 @@ def _parse_label_map(label_map: str | Mapping) -> dict[str, str]:
     return out
 
 
-def _expand_files(files: str) -> list[str]:
-    paths = []
-    for pattern in filter(None, (p.strip() for p in files.split(","))):
-        matches = sorted(glob.glob(pattern))
-        if not matches:
-            raise FileNotFoundError(
-                f"no file matches {pattern!r} (for presets, point $JAXBERT_DATA or "
-                f"resolve(..., root=...) at the data folder; cwd is {os.getcwd()})"
-            )
-        paths.extend(matches)
-    return paths
-
-
-def _open_text(path: str) -> io.TextIOBase:
-    if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
-
-
 def _column_keys(source: PairSource, header: list[str] | None, where: str) -> tuple:
     keys = []
     for column in (source.sentence1, source.sentence2, source.label):
@@ -257,7 +237,7 @@ def _file_rows(path: str, source: PairSource) -> Iterator[tuple]:
     if fmt == "parquet":
         yield from _dict_rows(_records(source, files=path), source, path)
         return
-    with _open_text(path) as f:
+    with sources.open_text(path) as f:
         if fmt == "jsonl":
             yield from _dict_rows(_json_lines(f), source, path)
             return
@@ -294,8 +274,6 @@ def _json_lines(f) -> Iterator[tuple[int, dict | None]]:
 
 
 def _records(source: PairSource, files: str = "") -> Iterator[tuple[int, dict]]:
-    from jaxbert.data import sources  # lazily: the hub stack is only needed for hub names
-
     try:
         records = sources.iter_records(
             name="" if files else source.name,
@@ -340,7 +318,11 @@ def _text(value) -> str:
 
 def _rows(source: PairSource) -> Iterator[tuple]:
     if source.files:
-        for path in _expand_files(source.files):
+        hint = (
+            "(for presets, point $JAXBERT_DATA or resolve(..., root=...) at the data folder; "
+            f"cwd is {os.getcwd()})"
+        )
+        for path in sources.expand_files(source.files, hint):
             yield from _file_rows(path, source)
     else:
         where = f"{source.name} (split {source.split})"

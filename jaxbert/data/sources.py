@@ -31,8 +31,9 @@ class SourceUnavailableError(RuntimeError):
 # ---- local files ----------------------------------------------------------------------------
 
 
-def expand_files(files: str) -> list[str]:
-    """Comma-separated globs -> file paths (each glob's matches sorted, in pattern order)."""
+def expand_files(files: str, hint: str = "") -> list[str]:
+    """Comma-separated globs -> file paths (each glob's matches sorted, in pattern order).
+    A glob matching no file is a FileNotFoundError, `hint` appended to its message."""
     paths: list[str] = []
     for pattern in (p.strip() for p in files.split(",")):
         if not pattern:
@@ -40,7 +41,7 @@ def expand_files(files: str) -> list[str]:
         matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
         matches = [m for m in matches if os.path.isfile(m)]
         if not matches:
-            raise FileNotFoundError(f"No files match {pattern!r}.")
+            raise FileNotFoundError(f"No files match {pattern!r}.{hint and ' ' + hint}")
         paths.extend(matches)
     if not paths:
         raise ValueError(f"No file patterns in files={files!r}.")
@@ -59,14 +60,16 @@ def file_format(path: str) -> str:
     return ext
 
 
-def _open_text(path: str) -> io.TextIOBase:
+def open_text(path: str) -> io.TextIOBase:
+    """A text file, gzipped or not, as UTF-8; a byte-order mark (spreadsheet exports) is
+    dropped rather than read as part of the first field."""
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _iter_json_lines(path: str) -> Iterator[dict]:
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line_number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -87,7 +90,7 @@ def _iter_delimited(path: str, delimiter: str) -> Iterator[dict]:
     # Wikipedia-sized fields exceed csv's default 128 KiB limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-    with _open_text(path) as f:
+    with open_text(path) as f:
         yield from csv.DictReader(f, delimiter=delimiter, quoting=quoting)
 
 
@@ -100,7 +103,7 @@ def _iter_parquet(path: str) -> Iterator[dict]:
 
 
 def _iter_txt_lines(path: str) -> Iterator[dict]:
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line in f:
             line = line.rstrip("\r\n")
             if line.strip():
@@ -110,7 +113,7 @@ def _iter_txt_lines(path: str) -> Iterator[dict]:
 def _iter_txt_blocks(path: str) -> Iterator[str]:
     """Blank-line-separated blocks of a text file, lines joined with '\\n'."""
     block: list[str] = []
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for line in f:
             line = line.rstrip("\r\n")
             if line.strip():
