@@ -137,9 +137,9 @@ def dropout_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     threefry2x32's 20 rounds even with four 16-bit lanes per block, so XLA recomputes it inside
     the kernels that apply the mask instead of writing the mask to memory and reading it back:
     for BERT-base at batch 256 x 128 on an H200 the modelled non-matmul time per step goes from
-    12.4 to 10.3 ms (`scripts/benchmark.py hlo`). The keys are still threefry (flax gives each
-    Dropout its own by folding in its path, the train step folds in the step), and the bits
-    depend only on the key and the global shape, so masks are the same on any sharding.
+    12.4 to 10.3 ms (`scripts/benchmark.py hlo`). The keys are JAX's (flax gives each Dropout its
+    own by folding in its path, the train step folds in the step), and the bits depend only on
+    the key and the global shape, so masks are the same on any sharding.
     """
     *lead, last = shape or (1,)
     pairs = (*lead, -(-last // 2))
@@ -150,7 +150,7 @@ def dropout_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     for axis in reversed(range(len(pairs))):
         index = index + jax.lax.broadcasted_iota(jnp.uint32, pairs, axis) * jnp.uint32(stride)
         stride *= pairs[axis]
-    k1, k2 = jax.random.bits(key, (2,), jnp.uint32)  # one threefry block per Dropout call
+    k1, k2 = jax.random.bits(key, (2,), jnp.uint32)  # two scalars per Dropout call
     bits = _fmix32(_fmix32(index ^ k1) ^ k2)
     lanes = jnp.concatenate([bits & jnp.uint32(0xFFFF), bits >> 16], axis=-1)
     return lanes[..., :last].reshape(shape)
