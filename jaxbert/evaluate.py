@@ -195,7 +195,8 @@ def evaluate_pretraining(
     from jaxbert import checkpoint, pretrain
     from jaxbert.data import sources
     from jaxbert.data.corpus import build_corpus
-    from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
+    from jaxbert.data.masking import MaskingConfig
+    from jaxbert.data.pretraining import PretrainingBatches
     from jaxbert.model import BertForPreTraining
 
     params, meta, step = checkpoint.load_params(run_dir)

@@ -15,7 +15,8 @@ from jax.sharding import PartitionSpec as P
 from jaxbert import checkpoint, configs, losses, train
 from jaxbert.data import sources
 from jaxbert.data.corpus import TokenizedCorpus, prepare_corpus
-from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
+from jaxbert.data.masking import MaskingConfig
+from jaxbert.data.pretraining import PretrainingBatches
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import BertConfig, BertForPreTraining
 

@@ -5,12 +5,8 @@ import numpy as np
 import pytest
 
 from jaxbert.data.corpus import build_corpus
-from jaxbert.data.pretraining import (
-    MaskingConfig,
-    PretrainingBatches,
-    mask_batch,
-    mask_tokens,
-)
+from jaxbert.data.masking import MaskingConfig, mask_batch, mask_tokens
+from jaxbert.data.pretraining import PretrainingBatches
 from jaxbert.data.sources import iter_documents
 from jaxbert.data.tokenizer import BertTokenizer
 

@@ -13,8 +13,9 @@ from jaxbert.bench.common import (
 )
 from jaxbert.data import nli, sources
 from jaxbert.data.corpus import prepare_corpus
+from jaxbert.data.masking import MaskingConfig
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
-from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
+from jaxbert.data.pretraining import PretrainingBatches
 
 
 def _with_target(record: dict, rate: float, target: float) -> dict:

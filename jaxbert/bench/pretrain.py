@@ -23,7 +23,8 @@ from jaxbert.bench.common import (
 from jaxbert.bench.profiles import profile_summary
 from jaxbert.data import sources
 from jaxbert.data.corpus import prepare_corpus
-from jaxbert.data.pretraining import MaskingConfig, PretrainingBatches
+from jaxbert.data.masking import MaskingConfig
+from jaxbert.data.pretraining import PretrainingBatches
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import BertConfig, BertForPreTraining, padded_vocab_size
 
