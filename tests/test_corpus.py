@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
 
-from jaxbert.data.corpus import (
-    TokenizedCorpus,
-    build_corpus,
-    prepare_corpus,
-    split_sentences,
-    token_dtype,
-)
+from jaxbert.data.corpus import TokenizedCorpus, build_corpus, prepare_corpus, token_dtype
+from jaxbert.data.sentences import split_sentences
 from jaxbert.data.sources import iter_documents
 from jaxbert.data.tokenizer import BertTokenizer
 
