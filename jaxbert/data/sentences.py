@@ -1,8 +1,8 @@
 """Sentence splitting for NSP pretraining: rule-based, no model, no download.
 
 BERT's NSP task needs documents cut into sentences. A newline always ends one; . ! ? end one
-when followed by whitespace and an uppercase letter, a digit or an opening quote or bracket, except after
-common abbreviations, initials and dotted acronyms.
+when followed by whitespace and an uppercase letter, a digit or an opening quote or bracket,
+except after common abbreviations, initials and dotted acronyms.
 """
 
 from __future__ import annotations
