@@ -128,9 +128,8 @@ def bench_pretrain(
     seed=0,
 ) -> Iterator[dict]:
     """Steps/s of the real jitted pretraining step (`update.make_train_step` over the pretraining
-    loss, state donated, batch sharded on the mesh) for each size x attention (comma
-    lists). With `profile`, 3 more steps are traced there and summarised
-    (`profile_summary`)."""
+    loss, state donated, batch sharded on the mesh) for each size x attention (comma lists).
+    With `profile`, 3 more steps are traced there and summarised (`profile_summary`)."""
     rng = np.random.default_rng(seed)
     count = max(1, min(warmup + steps, 8))  # distinct batches, cycled
     if data == "random":
