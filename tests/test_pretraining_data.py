@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jaxbert.data.corpus import build_corpus
-from jaxbert.data.masking import MaskingConfig, mask_batch, mask_tokens
+from jaxbert.data.masking import Masker, MaskingConfig
 from jaxbert.data.pretraining import PretrainingBatches
 from jaxbert.data.sources import iter_documents
 from jaxbert.data.tokenizer import BertTokenizer
@@ -98,10 +98,8 @@ def test_masking_rate_and_80_10_10_split():
     num, num_real = 2000, 100  # 15 % of 100 = exactly 15 predictions per sequence
     ids = _sequences(num, 128, num_real)
     masking = MaskingConfig(max_predictions=40)
-    masked, positions, labels, weights = mask_batch(
-        ids, np.random.default_rng(0), special_ids=SPECIALS, vocab_size=VOCAB, mask_id=MASK_ID,
-        masking=masking,
-    )  # fmt: skip
+    masker = Masker(special_ids=SPECIALS, vocab_size=VOCAB, mask_id=MASK_ID, masking=masking)
+    masked, positions, labels, weights = masker(ids, np.random.default_rng(0))
     assert (weights.sum(axis=1) == 15).all()
     assert (weights[:, 15:] == 0).all() and (positions[:, 15:] == 0).all()
     rows = np.repeat(np.arange(num), 15)
@@ -132,17 +130,16 @@ def test_masked_count_rounding_and_cap():
     kwargs = dict(special_ids=SPECIALS, vocab_size=VOCAB, mask_id=MASK_ID)
     for num_real, cap, expected in [(3, 20, 1), (10, 20, 2), (50, 20, 8), (300, 20, 20)]:
         (ids,) = _sequences(1, 512, num_real)
-        masked, positions, labels, weights = mask_tokens(
-            ids, rng, masking=MaskingConfig(max_predictions=cap), **kwargs
-        )
+        masker = Masker(masking=MaskingConfig(max_predictions=cap), **kwargs)
+        masked, positions, labels, weights = (a[0] for a in masker(ids[None], rng))
         assert positions.shape == labels.shape == weights.shape == (cap,)
         assert weights.sum() == expected, num_real
         real = positions[weights > 0]
         assert (np.diff(real) > 0).all()  # sorted, distinct
         assert ((real >= 1) & (real <= num_real)).all()
     # No candidates at all: nothing is masked.
-    masked, _, _, weights = mask_tokens(np.array([2, 3, 0, 0]), rng, **kwargs)
-    assert weights.sum() == 0 and masked.tolist() == [2, 3, 0, 0]
+    masked, _, _, weights = Masker(masking=MaskingConfig(), **kwargs)(np.array([[2, 3, 0, 0]]), rng)
+    assert weights.sum() == 0 and masked.tolist() == [[2, 3, 0, 0]]
 
 
 def test_specials_never_masked_and_never_drawn():
@@ -151,9 +148,8 @@ def test_specials_never_masked_and_never_drawn():
     masking = MaskingConfig(
         masked_lm_prob=0.5, max_predictions=64, mask_prob=0.0, random_prob=1.0, keep_prob=0.0
     )
-    masked, positions, labels, weights = mask_batch(
-        ids, rng, special_ids=SPECIALS, vocab_size=40, mask_id=MASK_ID, masking=masking
-    )
+    masker = Masker(special_ids=SPECIALS, vocab_size=40, mask_id=MASK_ID, masking=masking)
+    masked, positions, labels, weights = masker(ids, rng)
     rows, slots = np.nonzero(weights)
     chosen = positions[rows, slots]
     assert not np.isin(ids[rows, chosen], list(SPECIALS)).any()
@@ -169,10 +165,11 @@ def test_whole_word_masking_takes_whole_words():
     is_subword[500:] = True  # ids >= 500 are '##' continuation pieces
     ids = _sequences(1000, 64, 60, seed=3)
     masking = MaskingConfig(whole_word_mask=True, max_predictions=20)
-    masked, positions, labels, weights = mask_batch(
-        ids, rng, special_ids=SPECIALS, vocab_size=VOCAB, mask_id=MASK_ID, masking=masking,
+    masker = Masker(
+        special_ids=SPECIALS, vocab_size=VOCAB, mask_id=MASK_ID, masking=masking,
         is_subword=is_subword,
     )  # fmt: skip
+    masked, positions, labels, weights = masker(ids, rng)
     total = 0
     for row in range(len(ids)):
         chosen = set(positions[row][weights[row] > 0].tolist())

@@ -9,7 +9,6 @@ and stays itself 10 %. `PretrainingBatches` applies it to every batch it builds.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -36,7 +35,13 @@ class MaskingConfig:
 
 
 class Masker:
-    """Vectorised MLM masking with lookup tables built once."""
+    """Chooses MLM targets in each sequence of a batch and corrupts them (80 % [MASK], 10 %
+    random, 10 % kept), vectorised, with lookup tables built once.
+
+    The number of targets per sequence is min(P, max(1, round(non_special * masked_lm_prob)))
+    (P = masking.max_predictions); special tokens (incl. [PAD]) are never chosen; random
+    replacements are drawn from the non-special ids below vocab_size.
+    """
 
     def __init__(self, *, special_ids, vocab_size, mask_id, masking, is_subword=None):
         self.masking = masking
@@ -137,53 +142,3 @@ class Masker:
         word_taken[ordered_words[taken]] = True
         chosen[candidate] = word_taken[word_of_position[candidate]]
         return chosen
-
-
-def mask_batch(
-    input_ids: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    special_ids: Iterable[int],
-    vocab_size: int,
-    mask_id: int,
-    masking: MaskingConfig = MaskingConfig(),
-    is_subword: np.ndarray | None = None,
-):
-    """`mask_tokens` for a batch: input_ids [B, L] -> ([B, L], [B, P], [B, P], [B, P])."""
-    masker = Masker(
-        special_ids=special_ids,
-        vocab_size=vocab_size,
-        mask_id=mask_id,
-        masking=masking,
-        is_subword=is_subword,
-    )
-    return masker(input_ids, rng)
-
-
-def mask_tokens(
-    input_ids: np.ndarray,
-    rng: np.random.Generator,
-    *,
-    special_ids: Iterable[int],
-    vocab_size: int,
-    mask_id: int,
-    masking: MaskingConfig = MaskingConfig(),
-    is_subword: np.ndarray | None = None,
-):
-    """Choose MLM targets in one sequence and corrupt them (80 % [MASK], 10 % random, 10 % kept).
-
-    input_ids int32 [L] -> masked_input_ids [L], positions [P], label_ids [P], weights [P]
-    (P = masking.max_predictions; unused slots 0/0/0.0). The number of targets is
-    min(P, max(1, round(non_special * masked_lm_prob))); special tokens (incl. [PAD]) are never
-    chosen; random replacements are drawn from the non-special ids below vocab_size.
-    """
-    masked, positions, labels, weights = mask_batch(
-        np.asarray(input_ids)[None, :],
-        rng,
-        special_ids=special_ids,
-        vocab_size=vocab_size,
-        mask_id=mask_id,
-        masking=masking,
-        is_subword=is_subword,
-    )
-    return masked[0], positions[0], labels[0], weights[0]
