@@ -1,14 +1,17 @@
-"""What every entry point shares: the --config/--workdir flags, logging, multi-process start-up."""
+"""What every entry point shares: the --config/--workdir flags, logging, multi-process start-up,
+and one-line errors for bad input."""
 
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import os
 import runpy
 import sys
+import traceback
 
-from absl import flags
+from absl import app, flags
 from ml_collections import config_flags
 
 COORDINATOR = flags.DEFINE_string(
@@ -121,3 +124,51 @@ def setup() -> None:
             jax.local_device_count(),
             jax.device_count(),
         )
+
+
+def is_input_error(error: BaseException) -> bool:
+    """True for errors that say the input is wrong (a missing or malformed file, an unreachable
+    source, an unknown label, a corrupt checkpoint, a diverged run), not that the code is."""
+    from jaxbert.checkpoint import CheckpointError
+    from jaxbert.data.sources import SourceUnavailableError
+    from jaxbert.train import NonFiniteLossError
+
+    input_errors = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError)
+    input_errors += (SourceUnavailableError, CheckpointError, NonFiniteLossError)
+    return isinstance(error, input_errors)
+
+
+def input_error_message(error: BaseException) -> str:
+    """`error: <message>` and, on a second line, the exception type and where it was raised."""
+    frames = traceback.extract_tb(error.__traceback__)
+    where = ""
+    if frames:
+        path, root = frames[-1].filename, os.path.dirname(os.path.dirname(__file__))
+        if path.startswith(root + os.sep):  # jaxbert/..., scripts/... rather than a long path
+            path = os.path.relpath(path, root)
+        where = f" at {path}:{frames[-1].lineno}"
+    return (
+        f"error: {error}\n({type(error).__name__}{where}; JAXBERT_TRACEBACK=1 shows the traceback)"
+    )
+
+
+def exit_on_input_error(main):
+    """Wraps an entry point's main: bad input ends the program with its one-line message (exit
+    status 1) instead of a traceback through the libraries underneath; other errors, or any with
+    JAXBERT_TRACEBACK=1, keep their traceback."""
+
+    @functools.wraps(main)
+    def guarded(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Exception as error:
+            if os.environ.get("JAXBERT_TRACEBACK") == "1" or not is_input_error(error):
+                raise
+            sys.exit(input_error_message(error))
+
+    return guarded
+
+
+def run(main) -> None:
+    """`absl.app.run(main)` with `exit_on_input_error`."""
+    app.run(exit_on_input_error(main))

@@ -10,12 +10,12 @@ trained on the SNLI train subset, scored on SNLI and MultiNLI dev. STS: TF-IDF c
 import json
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from jaxbert import evaluate
+from jaxbert import cli, evaluate
 from jaxbert.data import nli
 
 DATA_ROOT = flags.DEFINE_string("data_root", "", "folder of the local datasets (../shared/data)")
@@ -51,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

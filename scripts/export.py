@@ -12,7 +12,7 @@ import argparse
 import logging
 import os
 
-from jaxbert import checkpoint, hf
+from jaxbert import checkpoint, cli, hf
 
 
 def main() -> None:
@@ -50,4 +50,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli.exit_on_input_error(main)()

@@ -77,3 +77,44 @@ def test_setup_keeps_compiled_programs_in_the_persistent_cache(tmp_path, enabled
         assert done.stdout.strip() == str(cache) and any(cache.iterdir())
     else:
         assert done.stdout.strip() == "None" and not cache.exists()
+
+
+def test_bad_input_ends_an_entry_point_with_one_line_not_a_traceback(tmp_path):
+    root = os.path.join(os.path.dirname(__file__), "..")
+    path = [p for p in CONFIGS if p.endswith("pretrain_tiny.py")][0]
+    missing = tmp_path / "missing_*.jsonl"
+    command = [sys.executable, os.path.join(root, "scripts", "pretrain.py"), f"--config={path}"]
+    command += [f"--workdir={tmp_path / 'run'}", f"--config.data.train_files={missing}"]
+    env = dict(os.environ, JAXBERT_COMPILATION_CACHE="")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert f"error: No files match {str(missing)!r}" in done.stderr
+    assert "(FileNotFoundError at jaxbert/data/sources.py:" in done.stderr
+    assert "JAXBERT_TRACEBACK=1 shows the traceback" in done.stderr
+
+    env["JAXBERT_TRACEBACK"] = "1"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr
+
+
+def test_exit_on_input_error_keeps_tracebacks_for_bugs(monkeypatch):
+    monkeypatch.delenv("JAXBERT_TRACEBACK", raising=False)
+
+    def bad_label():
+        raise ValueError("unknown label 'maybe' in row 3")
+
+    with pytest.raises(SystemExit) as info:
+        cli.exit_on_input_error(bad_label)()
+    message = str(info.value.code)
+    assert message.startswith("error: unknown label 'maybe' in row 3\n(ValueError at ")
+    assert "test_configs.py:" in message
+
+    def bug():
+        raise TypeError("unsupported operand")
+
+    with pytest.raises(TypeError, match="unsupported operand"):
+        cli.exit_on_input_error(bug)()
+    monkeypatch.setenv("JAXBERT_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="unknown label"):
+        cli.exit_on_input_error(bad_label)()
