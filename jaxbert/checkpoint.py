@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -27,6 +29,9 @@ from jaxbert.model import BertConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+# Unreadable steps newer than the one a run resumed from are moved here: left in place, the
+# resumed run would fail when it reached their step number (Orbax refuses to overwrite a step).
+UNREADABLE_DIR = "checkpoints_unreadable"
 
 
 class CheckpointError(RuntimeError):
@@ -59,10 +64,11 @@ class Checkpointer:
             def best_fn(metrics):
                 return float(metrics[best_metric])
 
+            # BestN sorts ascending and keeps the last n: descending when lower is better.
             policies.append(
                 checkpoint_managers.BestN(
                     get_metric_fn=best_fn,
-                    reverse=best_mode == "max",
+                    reverse=best_mode == "min",
                     n=1,
                     keep_checkpoints_without_metrics=False,
                 )
@@ -74,6 +80,7 @@ class Checkpointer:
             create=not read_only,
             read_only=read_only,
         )
+        self.read_only = read_only
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
     def all_steps(self) -> list[int]:
@@ -132,6 +139,8 @@ class Checkpointer:
                 )
                 errors.append(f"step {candidate}: {type(error).__name__}: {error}")
                 continue
+            if errors and not self.read_only:
+                self._set_aside([s for s in steps if s > candidate])
             return candidate, restored["params"], restored["train"], restored["meta"]
         if errors:
             raise CheckpointError(
@@ -140,6 +149,20 @@ class Checkpointer:
                 + "\nDelete the broken step folders or start a new --workdir."
             )
         return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Moves unreadable step folders to UNREADABLE_DIR beside the checkpoints (kept, not
+        deleted: an unreadable step may still be worth a look)."""
+        if jax.process_index() == 0:
+            target_root = os.path.join(os.path.dirname(self.directory), UNREADABLE_DIR)
+            os.makedirs(target_root, exist_ok=True)
+            for step in steps:
+                target, n = os.path.join(target_root, str(step)), 1
+                while os.path.exists(target):
+                    target, n = os.path.join(target_root, f"{step}.{n}"), n + 1
+                shutil.move(os.path.join(self.directory, str(step)), target)
+                log.warning("moved the unreadable checkpoint of step %d to %s", step, target)
+        self._manager.reload()
 
     def wait(self) -> None:
         self._manager.wait_until_finished()
@@ -169,6 +192,10 @@ def load_params(run_dir: str, which: str = "best") -> tuple[Any, dict, int]:
     manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(run_dir, CHECKPOINT_DIR)),
         options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+        item_handlers={
+            "params": ocp.StandardCheckpointHandler(),
+            "meta": ocp.JsonCheckpointHandler(),
+        },
     )
     steps = sorted(manager.all_steps(), reverse=True)
     if which == "best":
@@ -181,9 +208,11 @@ def load_params(run_dir: str, which: str = "best") -> tuple[Any, dict, int]:
             restored = manager.restore(
                 step,
                 args=ocp.args.Composite(
-                    params=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()
+                    params=ocp.args.StandardRestore(_on_this_device(manager, step)),
+                    meta=ocp.args.JsonRestore(),
                 ),
             )
+            _check_finite(restored["params"])
         except Exception as error:  # noqa: BLE001
             log.warning(
                 "checkpoint at step %d is unreadable (%s); trying an older one", step, error
@@ -194,6 +223,28 @@ def load_params(run_dir: str, which: str = "best") -> tuple[Any, dict, int]:
         return restored["params"], restored["meta"], step
     manager.close()
     raise CheckpointError(f"no readable checkpoint in {run_dir!r}:\n  " + "\n  ".join(errors))
+
+
+def _on_this_device(manager, step: int):
+    """The saved params' shapes and dtypes, placed on this process' first device: without a
+    target Orbax restores the shardings they were saved with, and a checkpoint written on 8
+    GPUs would not load on a laptop ("Topology mismatch")."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        manager.item_metadata(step)["params"],
+    )
+
+
+def _check_finite(params) -> None:
+    """Training never saves non-finite parameters, so any means the files were damaged."""
+    bad = [
+        jax.tree_util.keystr(path)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if not bool(jnp.isfinite(leaf).all())
+    ]
+    if bad:
+        raise ValueError(f"non-finite values in {', '.join(bad[:3])}" + (" ..." if bad[3:] else ""))
 
 
 def _newest_meta(manager, steps: list[int]) -> dict | None:

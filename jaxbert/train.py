@@ -152,9 +152,30 @@ def _mean_metrics(window: list[dict]) -> dict[str, float]:
 
 
 def _first_non_finite(window: list[dict], first_step: int) -> int | None:
-    losses = np.asarray(jax.device_get([m["loss"] for m in window]))
-    bad = np.flatnonzero(~np.isfinite(losses))
+    """The first step of `window` whose loss or gradient norm is not finite (a finite loss
+    with a non-finite gradient still leaves non-finite parameters)."""
+    watched = [[m[k] for k in ("loss", "grad_norm") if k in m] for m in window]
+    values = np.asarray(jax.device_get(watched), np.float64).reshape(len(window), -1)
+    bad = np.flatnonzero(~np.isfinite(values).all(axis=1))
     return first_step + int(bad[0]) if bad.size else None
+
+
+# Architecture fields: a checkpoint's arrays have these shapes. Dtype, attention kernel and
+# dropout may change when a run resumes elsewhere.
+_SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size")
+_SHAPE_FIELDS += ("max_position_embeddings", "type_vocab_size")
+
+
+def check_same_architecture(saved: dict, current: dict, run_dir: str) -> None:
+    """A clear error when a run directory is resumed with another model size than it was
+    trained with (restoring would fail on every step, which reads like corruption)."""
+    changed = [f for f in _SHAPE_FIELDS if f in saved and saved.get(f) != current.get(f)]
+    if changed:
+        described = ", ".join(f"{f} {saved[f]} (now {current.get(f)})" for f in changed)
+        raise ValueError(
+            f"{run_dir} was trained with {described}: resume it with the config it was "
+            "started with, or start a new --workdir"
+        )
 
 
 class MetricsWriter:
@@ -203,6 +224,11 @@ def run(task: Task, config, run_dir: str) -> dict:
     """
     train_cfg, optim = config.train, config.optim
     is_main = jax.process_index() == 0
+    summary_path = os.path.join(run_dir, "summary.json")
+    if checkpoint.has_checkpoint(run_dir):
+        saved = checkpoint.load_meta(run_dir).get("model_config")
+        if saved and "model_config" in task.meta:
+            check_same_architecture(saved, task.meta["model_config"], run_dir)
     os.makedirs(run_dir, exist_ok=True)
     if is_main:  # the resolved experiment config, as this run saw it
         with open(os.path.join(run_dir, "config.json"), "w") as f:
@@ -262,6 +288,11 @@ def run(task: Task, config, run_dir: str) -> dict:
         best = {"value": meta.get("best_value"), "step": meta.get("best_step")}
         evals_without_improvement = meta.get("evals_without_improvement", 0)
         log.info("resumed %s from step %d", run_dir, step)
+        if step >= train_cfg.num_steps and os.path.exists(summary_path):
+            checkpointer.close()
+            log.info("%s has already finished; its summary stays as it is", run_dir)
+            with open(summary_path) as f:
+                return json.load(f)
     else:
         params = jax.jit(task.init_params, out_shardings=replicated)(init_rng)  # (3)
         if task.init_from is not None:  # (2)
@@ -280,7 +311,19 @@ def run(task: Task, config, run_dir: str) -> dict:
         donate_argnums=(0,),
     )
 
+    def stop_if_non_finite():
+        bad_step = _first_non_finite(window, step - len(window) + 1) if window else None
+        if bad_step is not None:
+            progress.close()
+            checkpointer.close()
+            raise NonFiniteLossError(
+                f"non-finite loss at step {bad_step}; stopping without saving. The last "
+                f"good checkpoint is in {checkpointer.directory}. Lower optim.lr or "
+                "raise optim.warmup_fraction."
+            )
+
     def save(step_now: int, metrics: dict | None = None):
+        stop_if_non_finite()  # checks the steps not yet logged: never save diverged params
         meta = dict(
             task.meta,
             step=step_now,
@@ -333,10 +376,11 @@ def run(task: Task, config, run_dir: str) -> dict:
     tokens_total = 0
     last_eval: dict = {}
     stop_reason = "finished"
+    progress = _progress_bar(start_step, total_steps, enabled=is_main)
     if step == 0 and train_cfg.eval_at_start:  # the starting point, e.g. imported weights
         last_eval = evaluate_and_track(0)
         log.info(_format_eval(0, last_eval))
-    progress = _progress_bar(start_step, total_steps, enabled=is_main)
+        save(0, metrics=last_eval)  # it may stay the best: fine-tuning can make a model worse
     with _StopRequest() as stop:
         while step < total_steps:
             if stop.signal_name:
@@ -351,15 +395,7 @@ def run(task: Task, config, run_dir: str) -> dict:
             window_tokens += tokens
             tokens_total += tokens
             if step % train_cfg.log_every == 0 or step == total_steps:
-                bad_step = _first_non_finite(window, step - len(window) + 1)
-                if bad_step is not None:
-                    progress.close()
-                    checkpointer.close()
-                    raise NonFiniteLossError(
-                        f"non-finite loss at step {bad_step}; stopping without saving. The last "
-                        f"good checkpoint is in {checkpointer.directory}. Lower optim.lr or "
-                        "raise optim.warmup_fraction."
-                    )
+                stop_if_non_finite()
                 summary = _mean_metrics(window)
                 elapsed = time.perf_counter() - window_start
                 summary["tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
@@ -403,7 +439,7 @@ def run(task: Task, config, run_dir: str) -> dict:
         "backend": jax.default_backend(),
     }
     if is_main:
-        with open(os.path.join(run_dir, "summary.json"), "w") as f:
+        with open(summary_path, "w") as f:
             json.dump(summary, f, indent=2)
         if os.path.exists(writer.path):
             plots.plot_training_curves(writer.path, os.path.join(run_dir, "curves.png"))

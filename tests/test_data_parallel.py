@@ -12,8 +12,11 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+
+from jaxbert import checkpoint
 
 WORKER = os.path.join(os.path.dirname(__file__), "dp_worker.py")
 TIMEOUT_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds=10"
@@ -46,7 +49,18 @@ def _run(run_dir, devices: int) -> dict:
 
 @pytest.fixture(scope="module")
 def single_device(tmp_path_factory):
-    return _run(tmp_path_factory.mktemp("one"), devices=1)
+    run_dir = tmp_path_factory.mktemp("one")
+    return dict(_run(run_dir, devices=1), run_dir=str(run_dir))
+
+
+def _same_params(run_dir: str, reference_dir: str) -> None:
+    # Saved with the shardings of 8 devices or 2 processes, loaded here on one device.
+    params, _, step = checkpoint.load_params(run_dir, which="latest")
+    reference, _, reference_step = checkpoint.load_params(reference_dir, which="latest")
+    assert step == reference_step
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), params, reference
+    )
 
 
 @pytest.mark.slow
@@ -57,6 +71,7 @@ def test_eight_devices_match_one(single_device, tmp_path):
     # Only the order of floating-point reductions differs between the layouts.
     np.testing.assert_allclose(eight["losses"], single_device["losses"], rtol=2e-5)
     np.testing.assert_allclose(eight["eval_loss"], single_device["eval_loss"], rtol=2e-5)
+    _same_params(str(tmp_path), single_device["run_dir"])
 
 
 def _free_port() -> int:
@@ -85,3 +100,4 @@ def test_two_processes_match_one(single_device, tmp_path):
     assert two["devices"] == 2
     np.testing.assert_allclose(two["losses"], single_device["losses"], rtol=2e-5)
     np.testing.assert_allclose(two["eval_loss"], single_device["eval_loss"], rtol=2e-5)
+    _same_params(str(tmp_path), single_device["run_dir"])

@@ -211,3 +211,88 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tmp_path):
     params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
     assert step == 5
     assert optax.tree.norm(params) > 0
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_the_best_checkpoint_survives_the_keep_limit(tmp_path, mode):
+    checkpointer = checkpoint.Checkpointer(
+        str(tmp_path), keep=1, best_metric="score", best_mode=mode
+    )
+    scores = {1: 0.1, 2: 0.9, 3: 0.5, 4: 0.2, 5: 0.3}
+    for step, score in scores.items():
+        params = {"w": jnp.full((2,), float(step))}
+        train_state = {"step": jnp.int32(step)}
+        checkpointer.save(step, params=params, train=train_state, meta={}, metrics={"score": score})
+        checkpointer.wait()
+    best = 2 if mode == "max" else 1
+    assert checkpointer.all_steps() == [best, 5]  # the best and the latest
+    assert checkpointer.best_step() == best
+    checkpointer.close()
+
+
+def test_no_checkpoint_holds_diverged_params(tmp_path):
+    # Checkpoints more often than the loss is looked at: each save checks the steps before it.
+    config = toy_config(num_steps=10, log_every=10, checkpoint_every=2)
+    with pytest.raises(train.NonFiniteLossError, match="non-finite loss at step 4;"):
+        train.run(toy_task(ToyBatches(nan_at=3)), config, str(tmp_path))
+    assert checkpoint.Checkpointer(str(tmp_path), read_only=True).all_steps() == [2]
+    params, _, _ = checkpoint.load_params(str(tmp_path), which="latest")
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
+
+
+def test_resuming_past_an_unreadable_step_sets_it_aside(tmp_path):
+    config = toy_config(num_steps=10)
+    train.run(toy_task(ToyBatches()), config, str(tmp_path / "straight"))
+    run_dir = tmp_path / "run"
+    train.run(toy_task(ToyBatches()), config, str(run_dir))
+    os.remove(run_dir / "summary.json")  # as if it had been stopped right after its last save
+    for root, _, files in os.walk(run_dir / "checkpoints" / "10" / "params"):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    # Resumes from step 5 and saves step 10 again (Orbax refuses to overwrite a step).
+    summary = train.run(toy_task(ToyBatches()), config, str(run_dir))
+    assert summary["steps"] == 10 and summary["steps_this_session"] == 5
+    assert os.listdir(run_dir / "checkpoints_unreadable") == ["10"]
+    jax.tree.map(
+        np.testing.assert_array_equal, final_params(tmp_path / "straight"), final_params(run_dir)
+    )
+
+
+def test_rerunning_a_finished_run_keeps_its_summary(tmp_path):
+    config = toy_config(num_steps=10)
+    first = train.run(toy_task(ToyBatches()), config, str(tmp_path))
+    again = train.run(toy_task(ToyBatches()), config, str(tmp_path))
+    assert again == json.loads(json.dumps(first)) and again["final_eval"]
+    assert json.load(open(tmp_path / "summary.json"))["final_eval"] == again["final_eval"]
+
+
+def test_a_best_starting_point_is_kept(tmp_path):
+    config = toy_config(num_steps=15, keep_checkpoints=1, eval_at_start=True)
+    config.optim.lr = -0.01  # gradient ascent: every later evaluation is worse than step 0's
+    config.optim.schedule = "constant"
+    summary = train.run(toy_task(ToyBatches()), config, str(tmp_path))
+    assert summary["best_step"] == 0
+    assert checkpoint.Checkpointer(str(tmp_path), read_only=True).all_steps() == [0, 15]
+    _, _, step = checkpoint.load_params(str(tmp_path), which="best")
+    assert step == 0
+
+
+def test_resuming_with_another_model_size_says_so(tmp_path):
+    task = toy_task(ToyBatches())
+    task.meta = {"kind": "toy", "model_config": {"hidden_size": 4, "dtype": "float32"}}
+    train.run(task, toy_config(num_steps=5), str(tmp_path))
+    task = toy_task(ToyBatches())
+    task.meta = {"kind": "toy", "model_config": {"hidden_size": 8, "dtype": "bfloat16"}}
+    with pytest.raises(ValueError, match=r"trained with hidden_size 4 \(now 8\): resume it"):
+        train.run(task, toy_config(num_steps=10), str(tmp_path))
+
+
+def test_a_checkpoint_with_non_finite_params_is_read_as_damaged(tmp_path):
+    checkpointer = checkpoint.Checkpointer(str(tmp_path))
+    for step, value in ((1, 1.0), (2, np.nan)):  # as damaged bytes can decode
+        params = {"dense": {"kernel": jnp.full((3,), value)}}
+        checkpointer.save(step, params=params, train={"step": jnp.int32(step)}, meta={})
+    checkpointer.close()
+    params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
+    assert step == 1 and np.all(params["dense"]["kernel"] == 1.0)
