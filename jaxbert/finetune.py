@@ -56,10 +56,7 @@ def encoder_source(config, run_dir: str):
 
 def read_training_pairs(config) -> nli.PairDataset:
     """The training set for the objective, mixed from every dataset in config.data.train."""
-    root = config.data.data_root or None
-    datasets = [
-        nli.read_pairs(nli.resolve(spec, root=root)) for spec in _split_list(config.data.train)
-    ]
+    datasets = [nli.read_pairs(_resolve(spec, config)) for spec in _split_list(config.data.train)]
     if not datasets:
         raise ValueError("config.data.train names no dataset")
     dataset = nli.mix(datasets)
@@ -93,11 +90,13 @@ def read_training_pairs(config) -> nli.PairDataset:
 def read_eval_set(spec: str, config) -> nli.PairDataset | None:
     if not spec:
         return None
-    dataset = nli.read_pairs(
-        nli.resolve(spec, root=config.data.data_root or None),
-        max_rows=config.data.max_eval_pairs,
+    return nli.read_pairs(_resolve(spec, config), max_rows=config.data.max_eval_pairs)
+
+
+def _resolve(spec: str, config) -> nli.PairSource:
+    return nli.resolve(
+        spec, root=config.data.data_root or None, default_label_map=config.data.label_map
     )
-    return dataset
 
 
 def make_loss_fn(module: SentenceBert, objective: str, mnr_scale: float):

@@ -50,11 +50,18 @@ def documents_factory(data_config):
 
 
 def build_tokenizer(config, run_dir: str, documents, init_tokenizer=None) -> BertTokenizer:
-    """The run's tokenizer: the one saved in the run directory, the one of the weights the run
-    starts from, one read from a vocab file, or one trained on the corpus."""
-    path = os.path.join(run_dir, TOKENIZER_FILE)
-    if os.path.exists(path):
-        return BertTokenizer.load(run_dir)
+    """The run's tokenizer: the one saved in the run directory when the run resumes, else (saved
+    there, replacing any) the one of the weights the run starts from, one read from a vocab
+    file, or one trained on the corpus."""
+    # Only a checkpoint makes the saved tokenizer the run's: a run that failed before its first
+    # one (bad data, say) leaves a tokenizer that a rerun with other data must not inherit. The
+    # checkpoint's own copy is the one its embeddings were trained with (tokenizer.json may be
+    # gone, and WordPiece training is not reproducible).
+    if checkpoint.has_checkpoint(run_dir):
+        _, tokenizer = checkpoint.model_and_tokenizer(checkpoint.load_meta(run_dir))
+        if not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE)):
+            tokenizer.save(run_dir)
+        return tokenizer
     if init_tokenizer is not None:
         init_tokenizer.save(run_dir)
         return init_tokenizer

@@ -10,6 +10,7 @@ Tables print to the console; JSON (and confusion-matrix PNGs) go to <model>/eval
 """
 
 import os
+import re
 
 from absl import app, flags
 
@@ -25,6 +26,9 @@ DATA = flags.DEFINE_string(
 )
 DATA_ROOT = flags.DEFINE_string("data_root", "", "folder of the local datasets (../shared/data)")
 FILES = flags.DEFINE_string("files", "", "text files for --task mlm")
+LABEL_MAP = flags.DEFINE_string(
+    "label_map", "", "for --data with numeric label codes: '0:entailment,1:neutral,2:contradiction'"
+)
 MAX_PAIRS = flags.DEFINE_integer("max_pairs", 0, "evaluate on the first N pairs (0 = all)")
 OUT = flags.DEFINE_string("out", "", "output folder (default <model>/eval)")
 flags.mark_flag_as_required("model")
@@ -47,13 +51,21 @@ def main(argv):
         raise app.UsageError(f"--task {TASK.value} has splits {sorted(splits)}")
     specs = [DATA.value] if DATA.value else splits[SPLIT.value]
     model = SentenceModel.load(MODEL.value)
+    # --data is read as the task's kind (STS scores for stsb / sick, not NLI labels), unless
+    # its own preset or file name already says it.
+    task_source = nli.PRESETS[next(iter(splits.values()))[0]]
     for spec in specs:
-        source = nli.resolve(spec, root=DATA_ROOT.value or None)
+        source = nli.resolve(spec, root=DATA_ROOT.value or None, default_label_map=LABEL_MAP.value)
+        if DATA.value and source.kind != task_source.kind:
+            kind = dict(kind=task_source.kind, score_range=task_source.score_range)
+            source = nli.resolve(spec, root=DATA_ROOT.value or None, **kind)
         dataset = nli.read_pairs(source, max_rows=MAX_PAIRS.value)
         report = evaluate.evaluate_dataset(model, dataset)
         report["model"] = model.source
         print(evaluate.format_report(report))
-        name = f"{TASK.value}_{os.path.basename(spec).split('.')[0]}"
+        # The file or preset name without its extensions ("multinli_1.0_dev_matched").
+        stem = re.sub(r"(\.(csv|tsv|txt|jsonl?|parquet))?(\.gz)?$", "", os.path.basename(spec))
+        name = f"{TASK.value}_{stem}"
         print("saved", evaluate.save_report(report, out, name))
 
 

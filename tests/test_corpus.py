@@ -184,3 +184,13 @@ def test_prepare_rejects_bad_validation_sizes(documents, tokenizer, out_dir):
         prepare_corpus(lambda: iter(documents), tokenizer, out_dir, "tiny", 40)
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
         prepare_corpus(lambda: iter(documents), tokenizer, out_dir, "tiny", 1.5)
+
+
+def test_prepare_a_fraction_holding_out_nothing_is_an_error(documents, tokenizer, out_dir):
+    # 1 % of 40 documents is none: no validation set, and no cache written for it.
+    with pytest.raises(ValueError, match=r"val_documents=0\.01 holds out no documents of the 40"):
+        prepare_corpus(lambda: iter(documents), tokenizer, out_dir, "tiny", 0.01)
+    assert not any(out_dir.iterdir())
+    # The fraction is part of the cache key, so the rerun with a fixed value builds anew.
+    train, val = prepare_corpus(lambda: iter(documents), tokenizer, out_dir, "tiny", 0.05)
+    assert (train.num_documents, val.num_documents) == (38, 2)

@@ -1,9 +1,12 @@
 """NLI / STS pair readers: label mapping, irregular local formats, presets, hub errors."""
 
+import csv
 import gzip
 import json
 import logging
 import os
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -210,7 +213,7 @@ def fake_sources(monkeypatch):
     class SourceUnavailableError(RuntimeError):
         pass
 
-    def iter_records(name="", files="", split="train", config_name="", streaming=True):
+    def iter_records(name="", files="", split="train", config_name="", streaming=True, hint=""):
         calls.append(dict(name=name, split=split))
         if name == "offline/x":
             raise SourceUnavailableError("hub unreachable; pass local files with files=...")
@@ -270,3 +273,133 @@ def test_staged_files_read_with_official_counts(preset):
         assert data.label_counts() == dict(neutral=5899, contradiction=6086, entailment=6015)
     if not data.is_classification:
         assert 0.0 <= data.labels.min() and data.labels.max() <= 1.0
+
+
+def test_an_unbalanced_quote_is_an_error_not_swallowed_rows(tmp_path):
+    rows = "".join(f"s{i},t{i},neutral\n" for i in range(5))
+    path = write(
+        tmp_path / "q.csv", "sentence1,sentence2,label\na,b,neutral\n" + '"Open,c,d\n' + rows
+    )
+    with pytest.raises(ValueError, match=r"q\.csv:3: .*unbalanced quote\?"):
+        nli.read_pairs(path)
+
+
+def test_a_field_over_the_csv_limit_names_the_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "big.csv", "sentence1,sentence2,label\n" + "x" * 100 + ",b,neutral\n")
+    monkeypatch.setattr(nli.sources, "CSV_FIELD_LIMIT", 50)
+    try:
+        with pytest.raises(ValueError, match=r"big\.csv:2: .*field larger than field limit"):
+            nli.read_pairs(path)
+    finally:
+        monkeypatch.undo()
+    # One (process-wide) limit for the pair and the text readers: the pair reader used to set
+    # its own, of 16 MiB.
+    long = "x" * ((1 << 24) + 1)
+    data = nli.read_pairs(
+        write(tmp_path / "long.csv", f"sentence1,sentence2,label\n{long},b,neutral\n")
+    )
+    assert data.sentence1 == [long]
+    assert csv.field_size_limit() == 2**31 - 1
+
+
+@pytest.mark.parametrize("text", ["", "\ufeff", "sentence1,sentence2,label\n", "\n\n"])
+def test_an_empty_or_header_only_file_has_no_pairs(tmp_path, text):
+    path = write(tmp_path / "p.csv", text)
+    with pytest.raises(ValueError, match=r"p\.csv( is empty|: no pairs \(an empty file)"):
+        nli.read_pairs(path)
+    with pytest.raises(ValueError, match=r"p\.jsonl: no pairs \(an empty file, or a header only"):
+        nli.read_pairs(write(tmp_path / "p.jsonl", text.replace("sentence1,sentence2,label", "")))
+    with pytest.raises(ValueError, match=r"p\.csv is empty"):
+        nli.read_pairs(write(tmp_path / "p.csv", ""))
+
+
+def test_integer_labels_written_as_floats_and_nan(tmp_path):
+    # What pandas writes for an integer label column with a missing value.
+    header = "sentence1,sentence2,label\n"
+    path = write(tmp_path / "f.csv", header + "a,b,0.0\nc,d,2.0\ne,f,\ng,h,nan\n")
+    data = nli.read_pairs(nli.resolve(path, label_map=nli.HF_NLI_LABEL_MAP))
+    assert data.labels.tolist() == [0, 2] and data.stats["dropped_no_gold"] == 2
+    rows = [{"sentence1": "a", "sentence2": "b", "label": v} for v in (1.0, float("nan"), 2)]
+    jsonl = write(tmp_path / "f.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    data = nli.read_pairs(nli.resolve(jsonl, label_map=nli.HF_NLI_LABEL_MAP))
+    assert data.labels.tolist() == [1, 2] and data.stats["dropped_no_gold"] == 1
+    # Numeric codes without a label_map: say which one the hub datasets use.
+    with pytest.raises(
+        ValueError,
+        match=r"unknown label '0\.0'.*'0:entailment,1:neutral,2:co.*"
+        r"--config.data.label_map=... \(fine-tuning\), --label_map=",
+    ):
+        nli.read_pairs(path)
+    # default_label_map (config.data.label_map) serves sources without a map of their own ...
+    data = nli.read_pairs(nli.resolve(path, default_label_map=nli.HF_NLI_LABEL_MAP))
+    assert data.labels.tolist() == [0, 2]
+    # ... and leaves the presets' own codes alone (the SNLI subset's 1/2/3).
+    subset = nli.resolve("snli_train_subset", default_label_map=nli.HF_NLI_LABEL_MAP)
+    assert subset.label_map == nli.SNLI_SUBSET_LABEL_MAP
+    fraction = write(tmp_path / "g.csv", header + "a,b,0.5\n")
+    with pytest.raises(ValueError, match=r"unknown label '0\.5'"):
+        nli.read_pairs(nli.resolve(fraction, label_map=nli.HF_NLI_LABEL_MAP))
+
+
+def test_a_json_array_of_pairs(tmp_path):
+    rows = [{"sentence1": "A b.", "sentence2": "C d.", "label": "neutral"}, 7]
+    path = write(tmp_path / "pairs.json.gz", json.dumps(rows), compress=True)  # orient="records"
+    data = nli.read_pairs(path)
+    assert data.sentence1 == ["A b."] and data.labels.tolist() == [1]
+    assert data.stats["malformed"] == 1
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("plain.csv.gz", b"sentence1,sentence2,label\na,b,neutral\n", "not a gzip file"),
+        ("cut.jsonl.gz", gzip.compress(b'{"sentence1": "a"}\n' * 200)[:40], "truncated or corrupt"),
+        ("latin1.csv", "sentence1,sentence2,label\ncaf\xe9,b,neutral\n".encode("latin-1"), "UTF-8"),
+        ("bad.parquet", b"not parquet at all", "not a readable parquet"),
+    ],
+)
+def test_a_bad_file_is_one_error_naming_it(tmp_path, name, content, message):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{name}: .*{message}"):
+        nli.read_pairs(str(tmp_path / name))
+
+
+def test_a_misspelt_preset_says_which_was_meant_and_how_to_pass_pairs(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(nli.sources.SourceUnavailableError) as info:
+        nli.read_pairs("snli_devv")
+    message = str(info.value)
+    assert "did you mean 'snli_dev'? (local presets: snli_train_subset," in message.lower()
+    assert "--config.data.train=<preset or file>" in message and "--data" in message
+    assert "train_files" not in message  # a pretraining field
+    with pytest.raises(nli.sources.SourceUnavailableError) as info:
+        nli.read_pairs("snli")  # a real hub name: nothing to correct
+    assert "did you mean" not in str(info.value).lower()
+    assert "--config.data.train=<preset or file>" in str(info.value)
+
+
+def test_evaluate_script_reads_data_as_the_task_kind(tmp_path):
+    # scripts/evaluate.py --task stsb --data my_sts.csv: scores, not NLI labels. The model and
+    # the report are stubbed: only what the script reads matters here.
+    path = write(tmp_path / "my_sts.csv", "sentence1,sentence2,label\na,b,0.8\nc,d,4.5\n")
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "evaluate.py")
+    stub = f"""
+import runpy, sys, types
+from jaxbert import evaluate, serve
+seen = []
+serve.SentenceModel.load = staticmethod(lambda path: types.SimpleNamespace(source=path))
+evaluate.evaluate_dataset = lambda model, dataset: seen.append(dataset) or {{}}
+evaluate.format_report = lambda report: ""
+evaluate.save_report = lambda report, out, name: out
+sys.argv = ["evaluate.py", "--model=m", "--task=stsb", "--data={path}", "--out={tmp_path}"]
+try:
+    runpy.run_path({script!r}, run_name="__main__")
+except SystemExit as e:
+    assert not e.code, e.code
+print("LABELS", seen[0].label_names, seen[0].labels.tolist())
+"""
+    env = dict(os.environ, JAXBERT_COMPILATION_CACHE="")
+    done = subprocess.run([sys.executable, "-c", stub], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LABELS () [0.1599" in done.stdout  # STS-B's 0..5 scale, as the stsb presets

@@ -360,14 +360,23 @@ def test_fixed_batches_stable(setup):
 
 
 def test_small_corpus_wraps_and_single_document(tmp_path, tiny_corpus_dir):
-    texts = list(iter_documents(files=str(tiny_corpus_dir / "corpus.txt"), max_docs=1))
+    texts = list(iter_documents(files=str(tiny_corpus_dir / "corpus.txt"), max_docs=2))
     tokenizer = BertTokenizer.train(texts, vocab_size=100, min_frequency=1)
-    corpus = build_corpus(texts, tokenizer, tmp_path / "one")
-    for nsp in (True, False):
+    for name, documents, nsp in [
+        ("two", texts, True),
+        ("two", texts, False),
+        ("one", texts[1:], False),
+    ]:
+        corpus = build_corpus(documents, tokenizer, tmp_path / name)
         batches = PretrainingBatches(corpus, tokenizer, batch_size=8, max_len=32, nsp=nsp)
         for _ in range(3):
             batch = next(batches)
             assert batch["input_ids"].shape == (8, 32)
+    # NotNext segments come from another document: with one, NSP would learn from its own text.
+    with pytest.raises(ValueError, match=r"has 1 document; next-sentence prediction needs at lea"):
+        PretrainingBatches(corpus, tokenizer, batch_size=8, max_len=32, nsp=True)
+    with pytest.raises(ValueError, match=r"separated by blank lines.*data\.nsp=False"):
+        PretrainingBatches(corpus, tokenizer, batch_size=8, max_len=32)
 
 
 def test_mismatched_tokenizer_or_vocab_rejected(setup):

@@ -2,10 +2,13 @@ import csv
 import functools
 import gzip
 import json
+import logging
+import re
 
 import numpy as np
 import pytest
 
+from jaxbert.data import sources
 from jaxbert.data.sources import SourceUnavailableError, iter_documents, iter_records
 
 RECORDS = [
@@ -221,3 +224,75 @@ def test_a_byte_order_mark_is_not_read_into_the_first_document(tmp_path, name):
     _write(tmp_path / name, "\ufeff" + text)
     documents = list(iter_documents(files=str(tmp_path / name)))
     assert documents[0] == first
+
+
+def test_tsv_is_rfc_quoted_as_pandas_writes_it(tmp_path):
+    # pandas / spreadsheets quote fields holding tabs, newlines or quotes, even in a tsv.
+    texts = ["First doc.\nHas two lines.", "Second, with a\ttab.", 'Third "quoted" doc.']
+    with open(tmp_path / "t.tsv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, delimiter="\t")
+        writer.writerow(["id", "text"])
+        writer.writerows(enumerate(texts))
+    assert list(iter_documents(files=str(tmp_path / "t.tsv"))) == texts
+
+
+def test_rows_with_the_wrong_number_of_fields_are_skipped_and_warned_once(tmp_path, caplog):
+    path = _write(tmp_path / "r.csv", "id,text\n1,good one\n2\n3,a,stray\n4,good two\n5,x,y\n")
+    with caplog.at_level(logging.WARNING, logger="jaxbert.data.sources"):
+        assert list(iter_documents(files=str(path))) == ["good one", "good two"]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "skipped 3 malformed rows" in warning and "first at line 3" in warning
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv"])
+def test_an_unbalanced_quote_is_an_error_at_its_row(tmp_path, fmt):
+    sep = "," if fmt == "csv" else "\t"
+    text = f'id{sep}text\n1{sep}fine\n2{sep}"Opened, never closed\n3{sep}swallowed\n4{sep}too\n'
+    path = _write(tmp_path / f"q.{fmt}", text)
+    with pytest.raises(ValueError, match=rf"q\.{fmt}:3: .*unbalanced quote\?"):
+        list(iter_documents(files=str(path)))
+
+
+def test_a_field_over_the_csv_limit_names_the_file(tmp_path, monkeypatch):
+    path = _write(tmp_path / "big.csv", "text\nshort\n" + "x" * 100 + "\n")
+    monkeypatch.setattr(sources, "CSV_FIELD_LIMIT", 50)
+    try:
+        with pytest.raises(ValueError, match=r"big\.csv:3: .*field larger than field limit"):
+            list(iter_documents(files=str(path)))
+    finally:
+        csv.field_size_limit(2**31 - 1)  # process-wide; the next reader sets it again anyway
+
+
+def _truncated_gz(path):
+    path.write_bytes(gzip.compress(_jsonl(RECORDS * 50).encode())[:60])
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("plain.jsonl.gz", lambda p: p.write_text(_jsonl(RECORDS)), "not a gzip file"),
+        ("cut.jsonl.gz", _truncated_gz, "truncated or corrupt"),
+        ("latin1.txt", lambda p: p.write_bytes("caf\xe9 ol\xe9\n".encode("latin-1")), "UTF-8"),
+        ("latin1.csv", lambda p: p.write_bytes("text\ncaf\xe9\n".encode("latin-1")), "UTF-8"),
+        ("bad.parquet", lambda p: p.write_bytes(b"not parquet at all"), "not a readable parquet"),
+        ("mixed.jsonl", lambda p: p.write_text('{"text": "a."}\n\n{"title": "b"}\n'), ":3: record"),
+    ],
+)
+def test_a_bad_file_is_one_error_naming_it(tmp_path, name, make, message):
+    make(tmp_path / name)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / name))}.*{message}"):
+        list(iter_documents(files=str(tmp_path / name)))
+
+
+@pytest.mark.parametrize("name", ["records.json", "records.json.gz"])
+def test_a_json_array_of_records(tmp_path, name):
+    # What df.to_json(orient="records") writes, after a blank line for good measure.
+    _write(tmp_path / name, "\n  " + json.dumps(RECORDS, indent=1))
+    assert list(iter_records(files=str(tmp_path / name))) == RECORDS
+    assert list(iter_documents(files=str(tmp_path / name))) == [r["text"] for r in RECORDS]
+    _write(tmp_path / "wrapped.json", json.dumps({"data": RECORDS}, indent=2))
+    with pytest.raises(ValueError, match="JSON Lines .*or a JSON array of objects"):
+        list(iter_records(files=str(tmp_path / "wrapped.json")))
+    _write(tmp_path / "strings.json", '["a", "b"]')
+    with pytest.raises(ValueError, match="element 1 of the array is a str"):
+        list(iter_records(files=str(tmp_path / "strings.json")))

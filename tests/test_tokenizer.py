@@ -1,4 +1,5 @@
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,65 @@ def test_missing_special_tokens_rejected():
     raw = tokenizers.Tokenizer(tokenizers.models.WordPiece({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
     with pytest.raises(ValueError, match=r"\[PAD\]"):
         BertTokenizer(raw)
+
+
+SPECIALS_VOCAB = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\n"
+
+
+def test_vocab_file_with_a_byte_order_mark(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text(SPECIALS_VOCAB, encoding="utf-8-sig")  # as Windows editors save it
+    tok = BertTokenizer.from_vocab(path)
+    assert tok.pad_id == 0 and tok.id_to_token_list()[0] == "[PAD]"
+    assert tok.encode_batch(["the cats"], add_special_tokens=False)[0].tolist() == [5, 6, 7]
+
+
+def test_vocab_file_with_a_duplicate_token_names_it_and_both_lines(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text(SPECIALS_VOCAB + "dog\nthe\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"vocab\.txt'?: token 'the' is on line 6 and on line 10"):
+        BertTokenizer.from_vocab(path)
+
+
+def test_build_tokenizer_reuses_the_saved_one_only_when_resuming(tmp_path):
+    import types
+
+    from jaxbert import checkpoint
+    from jaxbert.pretrain import build_tokenizer
+
+    tok_config = dict(vocab_file="", train_documents=0, vocab_size=80, lowercase=True)
+    config = types.SimpleNamespace(tokenizer=types.SimpleNamespace(**tok_config))
+    run_dir = str(tmp_path / "run")
+
+    def corpus(word):
+        return lambda: iter([f"the {word} sat on a {word} mat."] * 10)
+
+    # A run that fails before its first checkpoint leaves its tokenizer behind ...
+    first = build_tokenizer(config, run_dir, corpus("zebra"))
+    assert first.token_to_id("zebra") is not None
+    # ... which a rerun on other data must not inherit.
+    second = build_tokenizer(config, run_dir, corpus("walrus"))
+    assert second.token_to_id("walrus") is not None and second.token_to_id("zebra") is None
+    assert BertTokenizer.load(run_dir).fingerprint() == second.fingerprint()  # overwritten
+    # A run with a checkpoint resumes with the checkpoint's tokenizer, whatever the data says,
+    # even when tokenizer.json is gone.
+    import jax.numpy as jnp
+
+    from jaxbert.model import BertConfig
+
+    checkpointer = checkpoint.Checkpointer(run_dir)
+    meta = {"tokenizer": second.to_json_str(), "model_config": BertConfig().to_dict()}
+    params, train_state = {"w": jnp.zeros(2)}, {"step": jnp.int32(3)}
+    checkpointer.save(3, params=params, train=train_state, meta=meta)
+    checkpointer.close()
+    os.remove(os.path.join(run_dir, "tokenizer.json"))
+    resumed = build_tokenizer(config, run_dir, corpus("gopher"))
+    assert resumed.fingerprint() == second.fingerprint()
+    assert BertTokenizer.load(run_dir).fingerprint() == second.fingerprint()
+
+
+def test_vocab_file_with_an_empty_line_is_an_error(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "", "the"]) + "\n")
+    with pytest.raises(ValueError, match="line 6 is empty; one token per line"):
+        BertTokenizer.from_vocab(str(vocab))

@@ -367,6 +367,19 @@ def prepare_corpus(
                 if num_docs
                 else f"The source {key!r} has no documents."
             )
+        if writers[1].num_documents == 0 and spec[1] > 0:
+            # Raised before the cache is published: a rerun with a larger value (another cache
+            # key) builds it then, and nothing trains on an empty validation set.
+            raise ValueError(
+                f"val_documents={val_documents} holds out no documents of the {num_docs} in "
+                f"{key!r}: "
+                + (
+                    f"a fraction holds out about val_documents x {num_docs}; use a larger one "
+                    "or a count (val_documents=N)."
+                    if spec[0] == "fraction"
+                    else "the held-out documents have no text."
+                )
+            )
         seconds = time.perf_counter() - start
         for writer in writers:
             writer.close(key=key, build_seconds=round(seconds, 3))

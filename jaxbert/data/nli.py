@@ -14,7 +14,6 @@ without a gold label (`-`, `-1`, empty) are dropped and counted; an unknown labe
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import json
 import logging
@@ -35,8 +34,10 @@ SNLI_SUBSET_LABEL_MAP = "1:neutral,2:contradiction,3:entailment"
 NO_GOLD = frozenset({"", "-", "-1"})
 FORMATS = ("csv", "tsv", "tsv_noquote", "jsonl", "parquet")
 DEFAULT_DATA_ROOT = os.path.join("..", "shared", "data")
-
-csv.field_size_limit(1 << 24)
+PAIRS_HINT = (
+    "Read a preset or local files instead: --config.data.train=<preset or file> (fine-tuning) "
+    "or --data=<preset or file> (scripts/evaluate.py), or PairSource(files=..., sentence1=...)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,11 +149,15 @@ def data_root(root: str | None = None) -> str:
     return root or os.environ.get("JAXBERT_DATA") or DEFAULT_DATA_ROOT
 
 
-def resolve(spec: str, *, root: str | None = None, **overrides) -> PairSource:
+def resolve(
+    spec: str, *, root: str | None = None, default_label_map: str = "", **overrides
+) -> PairSource:
     """Turns a preset name, hub name, `tfds:<name>` or file path into a `PairSource`.
 
     A path whose file name is one of the staged files (e.g. `sts-dev.csv`) gets that preset's
-    column layout. `overrides` replace `PairSource` fields (e.g. `split="validation"`).
+    column layout. `default_label_map` is the label map of a source that has none of its own
+    (a file with numeric label codes). `overrides` replace `PairSource` fields (e.g.
+    `split="validation"`).
     """
     key = _ALIASES.get(spec, spec)
     if key in PRESETS:
@@ -167,6 +172,8 @@ def resolve(spec: str, *, root: str | None = None, **overrides) -> PairSource:
         source = _preset_for_file(spec) or PairSource(name=os.path.basename(spec), files=spec)
     else:
         source = PairSource(name=spec)
+    if default_label_map and not source.label_map and source.kind == "nli":
+        source = dataclasses.replace(source, label_map=default_label_map)
     return dataclasses.replace(source, **overrides) if overrides else source
 
 
@@ -237,11 +244,12 @@ def _file_rows(path: str, source: PairSource) -> Iterator[tuple]:
     if fmt == "parquet":
         yield from _dict_rows(_records(source, files=path), source, path)
         return
-    with sources.open_text(path) as f:
+    with sources.file_errors(path), sources.open_text(path) as f:
         if fmt == "jsonl":
-            yield from _dict_rows(_json_lines(f), source, path)
+            array, lines = sources.json_array(f, path)
+            records = _json_lines(lines) if array is None else enumerate(array, 1)
+            yield from _dict_rows(records, source, path)
             return
-        delimiter = "," if fmt == "csv" else "\t"
         if fmt == "tsv_noquote":
             lines = (
                 (n, line.rstrip("\r\n").split("\t"))
@@ -249,11 +257,12 @@ def _file_rows(path: str, source: PairSource) -> Iterator[tuple]:
                 if line.strip("\r\n")
             )
         else:
-            reader = csv.reader(f, delimiter=delimiter)
-            lines = ((reader.line_num, row) for row in reader if row)
+            lines = sources.csv_rows(f, path, "," if fmt == "csv" else "\t")
         header = None
         if source.header:
-            header = next(lines, (0, []))[1]
+            header = next(lines, (0, None))[1]
+            if header is None:
+                raise ValueError(f"{path} is empty: expected a header row and pairs")
         k1, k2, kl = _column_keys(source, header, path)
         width = len(header) if header is not None else max(k1, k2, kl) + 1
         for line, row in lines:
@@ -264,8 +273,8 @@ def _file_rows(path: str, source: PairSource) -> Iterator[tuple]:
                 yield path, line, row[k1], row[k2], row[kl]
 
 
-def _json_lines(f) -> Iterator[tuple[int, dict | None]]:
-    for n, line in enumerate(f, 1):
+def _json_lines(lines) -> Iterator[tuple[int, dict | None]]:
+    for n, line in enumerate(lines, 1):
         if line.strip():
             try:
                 yield n, json.loads(line)
@@ -274,19 +283,19 @@ def _json_lines(f) -> Iterator[tuple[int, dict | None]]:
 
 
 def _records(source: PairSource, files: str = "") -> Iterator[tuple[int, dict]]:
-    try:
-        records = sources.iter_records(
-            name="" if files else source.name,
-            files=files,
-            split=source.split,
-            config_name=source.config_name,
-            streaming=True,
-        )
-    except sources.SourceUnavailableError as e:
-        raise sources.SourceUnavailableError(
-            f"{e} For sentence pairs, read local files: a preset ({', '.join(_LOCAL)}; "
-            "data root $JAXBERT_DATA) or PairSource(files=..., sentence1=..., ...)."
-        ) from e
+    # A misspelt preset reaches here as a hub name: say which preset was meant.
+    known = source.name in PRESETS or source.name in _ALIASES
+    match = "" if known or files else sources.close_match(source.name, PRESETS)
+    presets = f"(local presets: {', '.join(_LOCAL)}; data root $JAXBERT_DATA)"
+    hint = f"Did you mean {match!r}? {presets} {PAIRS_HINT}" if match else f"{PAIRS_HINT} {presets}"
+    records = sources.iter_records(
+        name="" if files else source.name,
+        files=files,
+        split=source.split,
+        config_name=source.config_name,
+        streaming=True,
+        hint=hint,
+    )
     return enumerate(records, 1)
 
 
@@ -308,6 +317,22 @@ def _dict_rows(records, source: PairSource, where: str) -> Iterator[tuple]:
             yield where, n, _text(record[keys[0]]), _text(record[keys[1]]), record[keys[2]]
         except KeyError as e:
             yield where, n, None, f"no field {e}", None
+
+
+def _label_text(raw) -> str:
+    """The label as text. Integer labels that pandas wrote as floats (1.0, "1.0") become "1",
+    and its missing value NaN becomes "" (no gold)."""
+    label = "" if raw is None else str(raw).strip()
+    if "." in label or label.lower() == "nan":
+        try:
+            number = float(label)
+        except ValueError:
+            return label
+        if math.isnan(number):
+            return ""
+        if number.is_integer():
+            return str(int(number))
+    return label
 
 
 def _text(value) -> str:
@@ -365,7 +390,7 @@ def read_pairs(
             stats["malformed"] += 1
             first_malformed = first_malformed or f"{where}:{line} ({s2})"
             continue
-        label = "" if raw is None else str(raw).strip()
+        label = _label_text(raw)
         if label in NO_GOLD:
             stats["dropped_no_gold"] += 1
             continue
@@ -378,6 +403,13 @@ def read_pairs(
                 raise ValueError(
                     f"unknown label {raw!r} at {where} row {line}; known labels: {names}"
                     + (f", label_map: {source.label_map!r}" if label_map else "")
+                    + (
+                        f"; numeric codes need a label map, e.g. '{HF_NLI_LABEL_MAP}' (Hugging "
+                        "Face's order): --config.data.label_map=... (fine-tuning), --label_map="
+                        "... (scripts/evaluate.py) or PairSource(label_map=...)"
+                        if label.isdigit() and not label_map
+                        else ""
+                    )
                 )
         else:
             try:
@@ -401,7 +433,9 @@ def read_pairs(
         logger.warning(
             "%s: dropped %d malformed rows, first at %s", name, stats["malformed"], first_malformed
         )
-    if stats["read"] and not stats["kept"]:
+    if not stats["read"]:
+        raise ValueError(f"{name}: no pairs (an empty file, or a header only)")
+    if not stats["kept"]:
         raise ValueError(f"{name}: no usable pair among {stats['read']} rows: {dict(stats)}")
     dataset = PairDataset(
         sentence1=sentence1,

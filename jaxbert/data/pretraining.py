@@ -70,6 +70,13 @@ class PretrainingBatches:
     ):
         if corpus.num_documents == 0:
             raise ValueError(f"{corpus!r} has no documents.")
+        if nsp and corpus.num_documents < 2:
+            # NotNext segments come from another document; with one they would be its own text.
+            raise ValueError(
+                f"{corpus!r} has 1 document; next-sentence prediction needs at least 2 (in txt "
+                "files documents are separated by blank lines; a held-out set needs 2 as well). "
+                "Or pretrain without NSP: nsp=False (data.nsp=False in the config)."
+            )
         if corpus.tokenizer_fingerprint != tokenizer.fingerprint():
             raise ValueError(
                 f"{corpus!r} was tokenized with tokenizer {corpus.tokenizer_fingerprint}, "

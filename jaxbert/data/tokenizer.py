@@ -83,8 +83,19 @@ class BertTokenizer:
         path = Path(vocab_file)
         if not path.is_file():
             raise FileNotFoundError(f"Vocabulary file not found: {str(path)!r}")
-        with open(path, encoding="utf-8") as f:
-            vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+        vocab: dict[str, int] = {}
+        # utf-8-sig: a byte-order mark (Windows editors) would otherwise be part of "[PAD]".
+        with open(path, encoding="utf-8-sig") as f:
+            for i, line in enumerate(f):
+                token = line.rstrip("\n")
+                if not token:  # an empty token would shift the ids of every token after it
+                    raise ValueError(f"{str(path)!r}: line {i + 1} is empty; one token per line.")
+                if token in vocab:  # two ids for one token: save() could not write it back
+                    raise ValueError(
+                        f"{str(path)!r}: token {token!r} is on line {vocab[token] + 1} and on "
+                        f"line {i + 1}; each token must appear once (its line number is its id)."
+                    )
+                vocab[token] = i
         tokenizer = tokenizers.Tokenizer(
             models.WordPiece(vocab=vocab, unk_token=UNK, max_input_chars_per_word=100)
         )
