@@ -55,7 +55,9 @@ python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sb
     --config.init_from=runs/wiki_small"""
 
 
-@st.cache_resource(show_spinner="Loading the model and compiling it for single queries…")
+@st.cache_resource(
+    show_spinner="Loading the model and compiling it for single queries…", max_entries=2
+)
 def load_model(path: str) -> SentenceModel:
     model = SentenceModel.load(path)
     # Compile what a single query runs (one sentence in each length bucket up to 64 tokens, the
@@ -115,9 +117,9 @@ def pair_section(model: SentenceModel) -> None:
             model, {"The premise": premise, "The hypothesis": hypothesis}, MAX_CHARS
         )
         result = support.predict_pair(model, *texts)
-        st.session_state.pair_result = dict(result, notices=notices)
+        st.session_state.pair_result = dict(result, notices=notices, model=model.source)
     result = st.session_state.get("pair_result")
-    if result:
+    if result and result["model"] == model.source:  # not the answer of a model since switched
         for notice in result["notices"]:
             st.info(notice, icon=":material/content_cut:")
         show_prediction(result)
@@ -203,7 +205,7 @@ def batch_section(model: SentenceModel) -> None:
         return
     for notice in table.notices:
         st.info(notice)
-    key = hashlib.sha1(data).hexdigest()
+    key = (model.source, hashlib.sha1(data).hexdigest())
     gold = " with gold labels" if table.gold is not None else ""
     if st.button(f"Predict {len(table):,} pairs{gold}", type="primary", key="batch_run"):
         with st.spinner(f"Predicting {len(table):,} pairs…"):

@@ -55,9 +55,12 @@ def unknown_overrides(argv: list[str]) -> list[str]:
                 for f in fields
                 if f.startswith(section + ".") == bool(section) and f.count(".") == name.count(".")
             )
+            where = f"{section}" if section else "the config"
+            if not siblings:  # the section itself is misspelt: list the config's sections
+                where = "the config"
+                siblings = sorted(f for f in fields if "." not in f)
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f"; did you mean --config.{close[0]}?" if close else ""
-            where = f"{section}" if section else "the config"
             messages.append(
                 f"--config.{name}: {path} has no field {name!r}{hint} "
                 f"({where} has: {', '.join(siblings)})"

@@ -88,6 +88,12 @@ def evaluate_nli(model: SentenceModel, dataset: PairDataset, batch_size: int = 1
     """NLI metrics of the model's classifier; dataset labels are matched to the model's by name."""
     if not dataset.label_names:
         raise ValueError(f"{dataset.name} has similarity scores, not NLI labels")
+    if not model.has_classifier:
+        raise ValueError(
+            f"{model.source or 'this model'} has no trained NLI classifier (a pretraining run, "
+            "an imported model or a non-softmax objective); evaluate it on stsb or sick, or "
+            "fine-tune it with the softmax objective (scripts/finetune.py)"
+        )
     missing = set(dataset.label_names) - set(model.label_names)
     if missing:
         raise ValueError(

@@ -261,7 +261,7 @@ class SentenceModel:
 
     def similarity(self, a: str | Sequence[str], b: str | Sequence[str]) -> float | np.ndarray:
         """Cosine similarity of a and b (row by row for lists)."""
-        single = isinstance(a, str) and isinstance(b, str)
+        single = _pairing(a, b, "first texts", "second texts")
         u = np.atleast_2d(self.encode(a))
         v = np.atleast_2d(self.encode(b))
         if u.shape[0] != v.shape[0]:
@@ -278,6 +278,8 @@ class SentenceModel:
                 "this model has no trained NLI classifier (it was pretrained, imported, or "
                 "fine-tuned with a non-softmax objective); use encode/similarity instead"
             )
+        if _pairing(premises, hypotheses, "premises", "hypotheses"):
+            raise TypeError("predict_proba takes lists of premises and hypotheses; use classify")
         if len(premises) != len(hypotheses):
             raise ValueError(f"got {len(premises)} premises and {len(hypotheses)} hypotheses")
         u = self.encode(list(premises), batch_size)
@@ -305,7 +307,7 @@ class SentenceModel:
         self, premise: str | Sequence[str], hypothesis: str | Sequence[str]
     ) -> dict[str, float] | list[dict[str, float]]:
         """{label: probability} for a pair, or a list of them for lists of pairs."""
-        single = isinstance(premise, str) and isinstance(hypothesis, str)
+        single = _pairing(premise, hypothesis, "premises", "hypotheses")
         premises = [premise] if single else list(premise)
         hypotheses = [hypothesis] if single else list(hypothesis)
         probs = self.predict_proba(premises, hypotheses)
@@ -314,6 +316,19 @@ class SentenceModel:
 
     def __repr__(self) -> str:
         return f"SentenceModel({json.dumps(self.describe())})"
+
+
+def _pairing(first, second, first_name: str, second_name: str) -> bool:
+    """True for two strings (one pair), False for two sequences (pairs row by row). A string
+    with a sequence is an error: a string is a sequence too, and pairing it would pair its
+    characters."""
+    if isinstance(first, str) != isinstance(second, str):
+        raise TypeError(
+            f"pass two strings (one pair) or two lists of strings, not a string and a "
+            f"{type(second if isinstance(first, str) else first).__name__} "
+            f"({first_name} / {second_name})"
+        )
+    return isinstance(first, str)
 
 
 def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ its pooling and normalisation, and the MLM/NSP heads of a pretraining run.
 
 import argparse
 import logging
-import os
 
 from jaxbert import checkpoint, cli, hf
 
@@ -25,7 +24,8 @@ def main() -> None:
     )
 
     source = args.model.removeprefix("hf:")
-    if args.model.startswith("hf:") or os.path.isfile(os.path.join(source, "config.json")):
+    # A run directory has a config.json too (the experiment's): its checkpoints tell it apart.
+    if args.model.startswith("hf:") or not checkpoint.has_checkpoint(source):
         loaded = hf.load_pretrained(source)
         config, params, tokenizer = loaded.config, loaded.params, loaded.tokenizer
         pooling, normalize, max_seq_length = loaded.pooling, loaded.normalize, loaded.max_seq_length

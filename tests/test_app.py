@@ -557,3 +557,16 @@ def test_a_model_without_classifier_offers_similarity_and_search(tiny, monkeypat
     at.text_input(key="search_query").input("a").run()
     assert not at.exception
     assert any("imported model folder" in i.value for i in at.info)
+
+
+def test_switching_models_drops_the_previous_models_results(tiny, monkeypatch):
+    at = start(monkeypatch, tiny["run"], examples=tiny["dev"])
+    at.button(key="FormSubmitter:pair_form-Predict").click().run()
+    at.text_area(key="batch_paste").input("sentence1,sentence2,label\na,b,entailment\n").run()
+    at.button(key="batch_run").click().run()
+    assert "Predicted label" in metrics(at, "Pair query") and "Accuracy" in metrics(at, "Batch")
+    at.sidebar.text_input(key="model_path").input(tiny["hf"]).run()  # a model without classifier
+    assert not at.exception
+    assert "Predicted label" not in metrics(at, "Pair query")
+    assert "Accuracy" not in metrics(at, "Batch")
+    assert not section(at, "Batch").dataframe

@@ -193,3 +193,27 @@ def test_vocab_and_embedding_mismatch_is_an_error(pretrained_run):
         pretrain.check_vocab(small, tokenizer)
     with pytest.raises(ValueError, match="embedding rows"):
         SentenceModel(model_config=small, params={}, tokenizer=tokenizer)
+
+
+def test_export_script_writes_a_run_for_hugging_face(pretrained_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import jax
+
+    from jaxbert import checkpoint, hf
+
+    _, run_dir, _, _ = pretrained_run
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "export.py")
+    out = tmp_path / "exported"
+    done = subprocess.run(
+        [sys.executable, script, "--model", run_dir, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    params, _, _ = checkpoint.load_params(run_dir, which="best")
+    exported = hf.load_pretrained(out)
+    jax.tree.map(np.testing.assert_array_equal, exported.params["bert"], params["bert"])

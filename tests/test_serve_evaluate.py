@@ -10,6 +10,7 @@ import scipy.stats
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from jaxbert import evaluate
+from jaxbert.data import nli
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import BertConfig
 from jaxbert.sbert import SentenceBert
@@ -83,6 +84,15 @@ def test_classify_is_a_distribution_and_does_not_mix_the_towers(model):
     # Each sentence is encoded on its own: the premise's embedding ignores the hypothesis.
     u1 = model.encode(SENTENCES[0])
     assert np.allclose(u1, model.encode([SENTENCES[0], SENTENCES[4]])[0], atol=1e-5)
+
+
+def test_a_string_paired_with_a_list_is_an_error_not_pairs_of_characters(model):
+    with pytest.raises(TypeError, match="two strings .one pair. or two lists of strings"):
+        model.classify("ab", [SENTENCES[0], SENTENCES[1]])
+    with pytest.raises(TypeError, match="not a string and a list"):
+        model.similarity([SENTENCES[0], SENTENCES[1]], "ab")
+    with pytest.raises(TypeError, match="use classify"):
+        model.predict_proba("ab", "cd")
 
 
 def test_similarity(model):
@@ -159,6 +169,12 @@ def test_model_without_classifier_refuses_to_classify(model):
     )
     with pytest.raises(ValueError, match="no trained NLI classifier"):
         bare.classify("a", "b")
+    dataset = nli.PairDataset(
+        sentence1=["a"], sentence2=["b"], labels=np.array([0]), label_names=nli.NLI_LABELS,
+        name="dev", stats={},
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="has no trained NLI classifier .* evaluate it on stsb"):
+        evaluate.evaluate_nli(bare, dataset)
     np.testing.assert_allclose(bare.encode("a man"), model.encode("a man"), atol=1e-6)
 
 
