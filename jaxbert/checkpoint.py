@@ -192,8 +192,10 @@ def load_params(run_dir: str, which: str = "best") -> tuple[Any, dict, int]:
     manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(run_dir, CHECKPOINT_DIR)),
         options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+        # Every saved item named (train is not read here; unnamed, Orbax warns on each load).
         item_handlers={
             "params": ocp.StandardCheckpointHandler(),
+            "train": ocp.StandardCheckpointHandler(),
             "meta": ocp.JsonCheckpointHandler(),
         },
     )
