@@ -104,3 +104,45 @@ def accuracy_counts(logits, labels, weights):
     correct = (label_logit > best_other).astype(jnp.float32)
     weights = weights.astype(jnp.float32)
     return (correct * weights).sum(), weights.sum()
+
+
+def cosent_loss(u, v, scores, weights, scale: float = 20.0):
+    """CoSENT (Su 2022; sentence-transformers' CoSENTLoss): a ranking loss on cosines.
+
+    u, v [batch, hidden], gold scores / weights [batch]. For every two pairs i, j of the batch
+    with score_i > score_j the loss asks cos_i > cos_j:
+    log(1 + sum over such (i, j) of exp(scale * (cos_j - cos_i))). Only the order of the
+    similarities matters, which is what Spearman correlation measures; a regression of cosines
+    on scores (MSE) also asks for their scale.
+    """
+    cos = scale * cosine_similarity(u, v)  # [batch]
+    real = weights > 0
+    scores = scores.astype(jnp.float32)
+    ordered = (scores[:, None] > scores[None, :]) & real[:, None] & real[None, :]  # [i, j]
+    differences = jnp.where(ordered, cos[None, :] - cos[:, None], -1e9)
+    # log(1 + sum exp(x)) = logsumexp over [0, x...]; an empty set of pairs gives log(1) = 0.
+    return jax.nn.logsumexp(jnp.concatenate([jnp.zeros(1), differences.ravel()]))
+
+
+def distillation_loss(student, teacher, weights, similarity_weight: float = 0.0):
+    """Embedding distillation: mean squared error between the student's embeddings and the
+    teacher's (student [batch, dim] already projected to the teacher's width, teacher
+    [batch, dim]), as in Reimers & Gurevych (2020); with `similarity_weight` > 0 also the MSE
+    between the two in-batch cosine-similarity matrices [batch, batch] (real rows only), which
+    asks the student to keep the teacher's geometry rather than only its coordinates.
+    Returns (loss, embedding MSE, similarity-matrix MSE)."""
+    student = student.astype(jnp.float32)
+    teacher = teacher.astype(jnp.float32)
+    weights = weights.astype(jnp.float32)
+    count = jnp.maximum(weights.sum(), 1.0)
+    embedding_mse = (jnp.square(student - teacher).mean(-1) * weights).sum() / count
+
+    def cosines(x):
+        x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+        return x @ x.T
+
+    pair_weights = weights[:, None] * weights[None, :]
+    similarity_mse = (jnp.square(cosines(student) - cosines(teacher)) * pair_weights).sum() / (
+        jnp.maximum(pair_weights.sum(), 1.0)
+    )
+    return embedding_mse + similarity_weight * similarity_mse, embedding_mse, similarity_mse

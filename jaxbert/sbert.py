@@ -48,21 +48,36 @@ def pair_features(u: jax.Array, v: jax.Array, features: tuple[str, ...]) -> jax.
 
 
 class SentenceBert(nn.Module):
-    """BERT encoder + pooling (+ L2 normalisation), and a softmax head over pair features."""
+    """BERT encoder + pooling (+ a linear projection) (+ L2 normalisation), and a softmax head
+    over pair features.
+
+    projection_dim > 0 adds a linear map of the pooled embedding to that width (a student
+    distilled from a teacher of another width). head_hidden > 0 makes the NLI head a two-layer
+    MLP (InferSent's classifier) instead of one linear layer.
+    """
 
     config: BertConfig
     pooling: str = "mean"
     normalize: bool = False
     num_labels: int = 3
     features: tuple[str, ...] = ("u", "v", "|u-v|")
+    projection_dim: int = 0
+    head_hidden: int = 0
 
     def setup(self):
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {POOLINGS}")
         self.bert = BertModel(self.config)
+        init = nn.initializers.normal(self.config.initializer_range)
+        if self.projection_dim:
+            self.projection = nn.Dense(self.projection_dim, kernel_init=init, name="projection")
+        if self.head_hidden:
+            self.classifier_hidden = nn.Dense(
+                self.head_hidden, kernel_init=init, name="classifier_hidden"
+            )
         self.classifier = nn.Dense(
             self.num_labels,
-            kernel_init=nn.initializers.normal(self.config.initializer_range),
+            kernel_init=init,
             name="classifier",
         )
 
@@ -70,11 +85,16 @@ class SentenceBert(nn.Module):
         """input_ids, attention_mask [batch, seq] -> float32 embeddings [batch, hidden]."""
         encoded = self.bert(input_ids, None, attention_mask, deterministic=deterministic)
         embeddings = pool(encoded.hidden_states, attention_mask, self.pooling)
+        if self.projection_dim:
+            embeddings = self.projection(embeddings).astype(jnp.float32)
         return l2_normalize(embeddings) if self.normalize else embeddings
 
     def classify(self, u: jax.Array, v: jax.Array) -> jax.Array:
         """Embeddings u, v [batch, hidden] -> float32 logits [batch, num_labels]."""
-        return self.classifier(pair_features(u, v, self.features)).astype(jnp.float32)
+        x = pair_features(u, v, self.features)
+        if self.head_hidden:
+            x = jnp.tanh(self.classifier_hidden(x))
+        return self.classifier(x).astype(jnp.float32)
 
     def __call__(self, input_ids, attention_mask, *, deterministic: bool = True):
         """Initialises every parameter; returns embeddings [batch, hidden] and self-pair logits."""

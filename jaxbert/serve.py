@@ -88,6 +88,8 @@ class SentenceModel:
         max_len: int = 128,
         has_classifier: bool = True,
         source: str = "",
+        projection_dim: int = 0,
+        head_hidden: int = 0,
     ):
         if model_config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
@@ -108,6 +110,8 @@ class SentenceModel:
             normalize=normalize,
             num_labels=max(1, len(self.label_names)),
             features=tuple(features),
+            projection_dim=int(projection_dim),
+            head_hidden=int(head_hidden),
         )
         self.params = jax.device_put(params)
         self._encode_fn, self._probabilities_fn = _compiled(self.module)
@@ -138,6 +142,8 @@ class SentenceModel:
             max_len=meta.get("max_len", 128),
             has_classifier=meta.get("has_classifier", False),
             source=f"{path} (step {step})",
+            projection_dim=meta.get("projection_dim", 0),
+            head_hidden=meta.get("head_hidden", 0),
         )
 
     @classmethod
@@ -170,7 +176,8 @@ class SentenceModel:
 
     @property
     def hidden_size(self) -> int:
-        return self.model_config.hidden_size
+        """Width of the embeddings `encode` returns (the projection's, when there is one)."""
+        return self.module.projection_dim or self.model_config.hidden_size
 
     def describe(self) -> dict:
         return {
