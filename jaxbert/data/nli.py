@@ -1,14 +1,12 @@
 """Sentence-pair readers for NLI (SNLI, MultiNLI, SICK) and STS (STS-B, SICK relatedness).
 
-A `PairSource` says where the pairs are (local files, a Hugging Face hub name or `tfds:<name>`)
-and which columns hold the two sentences and the label; `read_pairs` turns it into a
-`PairDataset` of strings plus int32 class indices (NLI) or float32 scores in [0, 1] (STS).
-`resolve` maps a short spec ("snli_dev", "stsb_train", "snli", "tfds:multi_nli", a file path)
-to a `PairSource`; the staged files are irregular (see `PRESETS`), so local files are read
-here rather than through a generic CSV reader.
+`read_pairs` turns a `PairSource` (where the pairs are and which columns hold them; the
+presets and label maps are in `jaxbert.data.presets`, re-exported here) into a `PairDataset`
+of strings plus int32 class indices (NLI) or float32 scores in [0, 1] (STS). The staged files
+are irregular, so local files are read here rather than through a generic CSV reader.
 
-NLI label indices follow the Hugging Face `snli` / `multi_nli` order, `NLI_LABELS`. Rows
-without a gold label (`-`, `-1`, empty) are dropped and counted; an unknown label is an error.
+Rows without a gold label (`-`, `-1`, empty) are dropped and counted; an unknown label is an
+error.
 """
 
 from __future__ import annotations
@@ -23,21 +21,20 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
-from jaxbert.data import sources
+from jaxbert.data import presets, sources
+
+# The presets' names, re-exported: readers and configs use them as nli.<name>.
+from jaxbert.data.presets import (  # noqa: F401
+    HF_NLI_LABEL_MAP,
+    NLI_LABELS,
+    NO_GOLD,
+    PRESETS,
+    SNLI_SUBSET_LABEL_MAP,
+    PairSource,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
-
-NLI_LABELS = ("entailment", "neutral", "contradiction")
-HF_NLI_LABEL_MAP = "0:entailment,1:neutral,2:contradiction"
-# The staged SNLI train subset codes labels as 1/2/3 (see shared/data/README.md).
-SNLI_SUBSET_LABEL_MAP = "1:neutral,2:contradiction,3:entailment"
-NO_GOLD = frozenset({"", "-", "-1"})
-FORMATS = ("csv", "tsv", "tsv_noquote", "jsonl", "parquet")
-DEFAULT_DATA_ROOT = os.path.join("..", "shared", "data")
-PAIRS_HINT = (
-    "Read a preset or local files instead: --config.data.train=<preset or file> (fine-tuning) "
-    "or --data=<preset or file> (scripts/evaluate.py), or PairSource(files=..., sentence1=...)."
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,146 +63,6 @@ class PairDataset:
     def label_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.label_names))
         return {name: int(c) for name, c in zip(self.label_names, counts, strict=True)}
-
-
-@dataclasses.dataclass(frozen=True)
-class PairSource:
-    """Where a pair dataset lives and how to read it.
-
-    name: hub dataset name or `tfds:<name>`; when `files` is set it is only a label for logs.
-    files: local file(s), comma-separated, globs allowed; csv/tsv/jsonl, optionally `.gz`.
-    sentence1/sentence2/label: column names, or 0-based integer indices when `header=False`.
-    label_map: "code:name,..." for numeric label codes (names are matched case-insensitively).
-    format: csv (RFC quoting) | tsv (tab, RFC quoting) | tsv_noquote (split each line on tab,
-      extra trailing columns ignored) | jsonl | parquet; "" infers it from the file extension.
-    kind: "nli" (class labels) or "sts" (float scores, mapped from `score_range` to [0, 1]).
-    """
-
-    name: str = ""
-    files: str = ""
-    split: str = "train"
-    config_name: str = ""
-    sentence1: str | int = "sentence1"
-    sentence2: str | int = "sentence2"
-    label: str | int = "label"
-    label_map: str = ""
-    format: str = ""
-    header: bool = True
-    kind: str = "nli"
-    score_range: tuple[float, float] = (0.0, 1.0)
-
-    def __post_init__(self):
-        if self.kind not in ("nli", "sts"):
-            raise ValueError(f"kind must be 'nli' or 'sts', got {self.kind!r}")
-        if self.format and self.format not in FORMATS:
-            raise ValueError(f"format must be one of {FORMATS} or '', got {self.format!r}")
-        if not (self.name or self.files):
-            raise ValueError("PairSource needs a hub/TFDS `name` or local `files`")
-
-
-_STSB = dict(format="tsv_noquote", header=False, sentence1=5, sentence2=6, label=4)
-_STSB.update(kind="sts", score_range=(0.0, 5.0))
-_SICK = dict(format="tsv_noquote", sentence1="sentence_A", sentence2="sentence_B")
-_SICK_NLI = dict(_SICK, label="entailment_judgment")
-_SICK_STS = dict(_SICK, label="relatedness_score", kind="sts", score_range=(1.0, 5.0))
-_SNLI_SUBSET = dict(
-    format="tsv", header=False, sentence1=2, sentence2=3, label=0, label_map=SNLI_SUBSET_LABEL_MAP
-)
-_HF_NLI = dict(sentence1="premise", sentence2="hypothesis", label_map=HF_NLI_LABEL_MAP)
-
-# Local presets: file under the data root (see `resolve`), layout. Layouts: shared/data/README.md.
-_LOCAL = {
-    "snli_train_subset": ("snli/snli_train_subset_18k.tsv", _SNLI_SUBSET),
-    "snli_train_subset_2k": ("snli/snli_train_subset_2k.tsv", _SNLI_SUBSET),
-    "snli_dev": ("snli/snli_1.0_dev.csv", dict(format="csv")),
-    "mnli_dev_matched": ("multinli/multinli_1.0_dev_matched.csv", dict(format="csv")),
-    "mnli_dev_mismatched": ("multinli/multinli_1.0_dev_mismatched.csv", dict(format="csv")),
-    "stsb_train": ("stsbenchmark/sts-train.csv", _STSB),
-    "stsb_dev": ("stsbenchmark/sts-dev.csv", _STSB),
-    "sick_train": ("sick/SICK_train.txt", _SICK_NLI),
-    "sick_trial": ("sick/SICK_trial.txt", _SICK_NLI),
-    "sick_train_sts": ("sick/SICK_train.txt", _SICK_STS),
-    "sick_trial_sts": ("sick/SICK_trial.txt", _SICK_STS),
-}
-PRESETS: dict[str, PairSource] = {
-    **{name: PairSource(name=name, files=f, **kw) for name, (f, kw) in _LOCAL.items()},
-    "snli": PairSource(name="stanfordnlp/snli", **_HF_NLI),
-    "multi_nli": PairSource(name="nyu-mll/multi_nli", **_HF_NLI),
-    "stsb": PairSource(name="sentence-transformers/stsb", label="score", kind="sts"),
-    "tfds:snli": PairSource(name="tfds:snli", **_HF_NLI),
-    "tfds:multi_nli": PairSource(name="tfds:multi_nli", **_HF_NLI),
-}
-_ALIASES = {
-    "stanfordnlp/snli": "snli",
-    "nyu-mll/multi_nli": "multi_nli",
-    "sentence-transformers/stsb": "stsb",
-}
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-_EXTENSIONS[".parquet"] = "parquet"
-
-
-def data_root(root: str | None = None) -> str:
-    """The folder the local presets live in: `root`, else $JAXBERT_DATA, else ../shared/data."""
-    return root or os.environ.get("JAXBERT_DATA") or DEFAULT_DATA_ROOT
-
-
-def resolve(
-    spec: str, *, root: str | None = None, default_label_map: str = "", **overrides
-) -> PairSource:
-    """Turns a preset name, hub name, `tfds:<name>` or file path into a `PairSource`.
-
-    A path whose file name is one of the staged files (e.g. `sts-dev.csv`) gets that preset's
-    column layout. `default_label_map` is the label map of a source that has none of its own
-    (a file with numeric label codes). `overrides` replace `PairSource` fields (e.g.
-    `split="validation"`).
-    """
-    key = _ALIASES.get(spec, spec)
-    if key in PRESETS:
-        source = PRESETS[key]
-        if source.files:
-            root = data_root(root)
-            files = ",".join(os.path.join(root, f) for f in source.files.split(","))
-            source = dataclasses.replace(source, files=files)
-    elif spec.startswith("tfds:"):
-        source = PairSource(name=spec, **_HF_NLI)
-    elif os.path.exists(spec) or _format_of(spec, strict=False) or "," in spec:
-        source = _preset_for_file(spec) or PairSource(name=os.path.basename(spec), files=spec)
-    else:
-        source = PairSource(name=spec)
-    if default_label_map and not source.label_map and source.kind == "nli":
-        source = dataclasses.replace(source, label_map=default_label_map)
-    return dataclasses.replace(source, **overrides) if overrides else source
-
-
-def _preset_for_file(path: str) -> PairSource | None:
-    base = os.path.basename(path.split(",")[0])
-    for preset in PRESETS.values():
-        if preset.files and os.path.basename(preset.files) == base:
-            return dataclasses.replace(preset, files=path)
-    return None
-
-
-def _format_of(path: str, strict: bool = True) -> str:
-    base = path[:-3] if path.endswith(".gz") else path
-    fmt = _EXTENSIONS.get(os.path.splitext(base)[1].lower(), "")
-    if strict and not fmt:
-        raise ValueError(f"cannot infer the format of {path!r}: set format to one of {FORMATS}")
-    return fmt
-
-
-def _as_source(source) -> PairSource:
-    if isinstance(source, PairSource):
-        return source
-    if isinstance(source, str):
-        return resolve(source)
-    if hasattr(source, "to_dict"):  # ml_collections.ConfigDict
-        source = source.to_dict()
-    if isinstance(source, Mapping):
-        fields = dict(source)
-        if "score_range" in fields:
-            fields["score_range"] = tuple(fields["score_range"])
-        return PairSource(**fields)
-    raise TypeError(f"expected a PairSource, dict or spec string, got {type(source).__name__}")
 
 
 def _parse_label_map(label_map: str | Mapping) -> dict[str, str]:
@@ -240,7 +97,7 @@ def _column_keys(source: PairSource, header: list[str] | None, where: str) -> tu
 
 def _file_rows(path: str, source: PairSource) -> Iterator[tuple]:
     """Yields (where, line, s1, s2, label); a malformed row gives (where, line, None, why, None)."""
-    fmt = source.format or _format_of(path)
+    fmt = source.format or presets.format_of(path)
     if fmt == "parquet":
         yield from _dict_rows(_records(source, files=path), source, path)
         return
@@ -284,10 +141,11 @@ def _json_lines(lines) -> Iterator[tuple[int, dict | None]]:
 
 def _records(source: PairSource, files: str = "") -> Iterator[tuple[int, dict]]:
     # A misspelt preset reaches here as a hub name: say which preset was meant.
-    known = source.name in PRESETS or source.name in _ALIASES
+    known = presets.is_known(source.name)
     match = "" if known or files else sources.close_match(source.name, PRESETS)
-    presets = f"(local presets: {', '.join(_LOCAL)}; data root $JAXBERT_DATA)"
-    hint = f"Did you mean {match!r}? {presets} {PAIRS_HINT}" if match else f"{PAIRS_HINT} {presets}"
+    local = f"(local presets: {', '.join(presets.LOCAL)}; data root $JAXBERT_DATA)"
+    pairs_hint = presets.PAIRS_HINT
+    hint = f"Did you mean {match!r}? {local} {pairs_hint}" if match else f"{pairs_hint} {local}"
     records = sources.iter_records(
         name="" if files else source.name,
         files=files,
@@ -366,7 +224,7 @@ def read_pairs(
     Raises ValueError on an unknown label or a missing column; malformed or empty rows are
     dropped and counted. Hub/TFDS failures raise `sources.SourceUnavailableError`.
     """
-    source = _as_source(source)
+    source = presets.as_source(source)
     if source.kind == "sts":
         if label_names:
             raise ValueError("label_names only apply to kind='nli'; STS labels are scores")
