@@ -8,19 +8,25 @@ local NLI file next to their gold labels; batch predictions for an uploaded CSV/
 search over a list of sentences; the run directory's model card. UI only: model work goes through
 `SentenceModel`, parsing and file reading through `jaxbert.app_support`. Nothing is downloaded;
 the server listens on localhost (.streamlit/config.toml).
+
+Every answer can be judged where it is shown ("right" / "wrong, it is <label>", a 0-5 similarity
+score, corrections of batch rows), with an optional comment and an undo; judgements go to the
+SQLite file of `--feedback_db FILE` / $JAXBERT_FEEDBACK_DB (`jaxbert.feedback`).
 """
 
+import dataclasses
 import hashlib
 import os
 import sys
 import time
+import uuid
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from jaxbert import app_support as support
-from jaxbert import run_card
+from jaxbert import feedback, run_card
 from jaxbert.app_support import InputError
 from jaxbert.data import nli
 from jaxbert.serve import SentenceModel
@@ -30,6 +36,7 @@ MAX_UPLOAD_ROWS = 5_000
 MAX_UPLOAD_MB = 5  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_SEARCH_SENTENCES = 10_000
 MAX_TOP_K = 50
+SCORES = [0, 1, 2, 3, 4, 5]  # a person's similarity score, as STS-B's annotators gave it
 EXAMPLE_PRESETS = ("snli_dev", "mnli_dev_matched", "mnli_dev_mismatched", "sick_trial")
 DEFAULT_EXAMPLES = os.environ.get("JAXBERT_EXAMPLES", "snli_dev")
 SAMPLE_PAIRS = (
@@ -69,6 +76,167 @@ def load_model(path: str) -> SentenceModel:
     return model
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def model_digest(path: str) -> str:
+    return feedback.params_digest(load_model(path).params)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def open_store(path: str) -> feedback.FeedbackStore:
+    return feedback.FeedbackStore(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Judging:
+    """Where this session's judgements go: the store (None when it cannot be opened, with the
+    problem), this browser session's anonymous id, and the model's identity."""
+
+    store: feedback.FeedbackStore | None
+    problem: str
+    session: str
+    source: str
+    digest: str
+
+
+def judging_for(model: SentenceModel, path: str) -> Judging:
+    db = support.feedback_db_from(sys.argv[1:], os.environ)
+    session = st.session_state.setdefault("feedback_session", uuid.uuid4().hex)
+    try:
+        store, problem = open_store(db), ""
+    except (feedback.FeedbackError, OSError) as error:
+        store, problem = None, f"judgements cannot be saved ({error})"
+    return Judging(store, problem, session, model.source, model_digest(path))
+
+
+def save_judgements(judging: Judging, answer: str, what: str, judgements: list) -> None:
+    """Button callback: stores the judgements and remembers them under `answer` for undo."""
+    try:
+        ids = judging.store.add_many(judgements)
+    except (feedback.FeedbackError, ValueError) as error:
+        st.session_state.feedback_error = f"Not saved: {error}"
+        return
+    st.session_state.setdefault("judged", {})[answer] = dict(ids=ids, what=what)
+    st.session_state.setdefault("judged_count", 0)
+    st.session_state.judged_count += len(ids)
+
+
+def judge_pair(judging: Judging, answer: str, fields: dict, comment_key: str, **verdict) -> None:
+    """Callback of a judgement button or score: one Judgement from the answer's fields, the
+    verdict and the comment typed so far (then cleared)."""
+    comment = st.session_state.get(comment_key, "")
+    try:
+        judgement = feedback.Judgement(
+            session=judging.session,
+            model_source=judging.source,
+            model_digest=judging.digest,
+            comment=comment,
+            **fields,
+            **verdict,
+        )
+    except ValueError as error:
+        st.session_state.feedback_error = f"Not saved: {error}"
+        return
+    if verdict.get("verdict_label"):
+        what = f"you said **{verdict['verdict_label']}**"
+    else:
+        what = f"you scored the similarity **{verdict['verdict_score']:g}** of 5"
+    save_judgements(judging, answer, what, [judgement])
+    st.session_state[comment_key] = ""
+
+
+def score_chosen(
+    judging: Judging, answer: str, fields: dict, comment_key: str, score_key: str
+) -> None:
+    """Callback of the 0-5 score control (a click on the chosen score again clears it)."""
+    score = st.session_state[score_key]
+    if score is not None:
+        fields = dict(fields, task="similarity")
+        judge_pair(judging, answer, fields, comment_key, verdict_score=float(score))
+
+
+def undo_judgement(judging: Judging, answer: str) -> None:
+    done = st.session_state.judged.pop(answer)
+    removed = judging.store.undo(done["ids"], judging.session)
+    st.session_state.judged_count -= removed
+    st.session_state.setdefault("undone", {})[answer] = done["what"]
+
+
+def show_judged(judging: Judging, answer: str, key: str) -> bool:
+    """The confirmation (and Undo) of an answer already judged, or the notice that it was taken
+    back; True when it was judged (so no buttons are shown again)."""
+    done = st.session_state.get("judged", {}).get(answer)
+    if done:
+        left, right = st.columns([5, 1], vertical_alignment="center")
+        count = st.session_state.get("judged_count", 0)
+        left.success(
+            f"Saved: {done['what']} (judgement #{done['ids'][-1]}; {count} from you in this "
+            "session).",
+            icon=":material/check_circle:",
+        )
+        right.button(
+            "Undo",
+            key=f"{key}_undo",
+            icon=":material/undo:",
+            on_click=undo_judgement,
+            args=(judging, answer),
+        )
+        return True
+    undone = st.session_state.get("undone", {}).pop(answer, None)
+    if undone:
+        st.info(f"Taken back: {undone.replace('you said', 'your')}.", icon=":material/undo:")
+    return False
+
+
+def judge_section(
+    judging: Judging, result: dict, premise: str, hypothesis: str, origin: str, key: str
+) -> None:
+    """One-click judgement of the answer shown above it: for a classifier "Right" or "Wrong, it
+    is <label>"; for every model a 0-5 similarity score; an optional comment."""
+    if judging.store is None:
+        st.caption(f"Judgements are off: {judging.problem}.")
+        return
+    identity = f"{judging.digest}\n{premise}\n{hypothesis}\n{origin}"
+    answer = hashlib.sha1(identity.encode()).hexdigest()[:12]
+    fields = dict(sentence1=premise, sentence2=hypothesis, similarity=result["similarity"])
+    fields["origin"] = origin
+    comment_key = f"{key}_comment"
+    error = st.session_state.pop("feedback_error", None)
+    with st.container(border=True):
+        st.markdown("**Your judgement** · kept with the two sentences and the answer, anonymously")
+        if error:
+            st.error(error, icon=":material/error:")
+        probabilities = result["probabilities"]
+        if probabilities and not show_judged(judging, f"{answer}:nli", f"{key}_nli"):
+            predicted = max(probabilities, key=probabilities.get)
+            nli_fields = dict(fields, task="nli", predicted=predicted, probabilities=probabilities)
+            others = [label for label in probabilities if label != predicted]
+            for column, label in zip(st.columns(1 + len(others)), [predicted, *others]):
+                right = label == predicted
+                column.button(
+                    f"Right: {label}" if right else f"Wrong, it is {label}",
+                    key=f"{key}_{'right' if right else label}",
+                    icon=":material/thumb_up:" if right else ":material/thumb_down:",
+                    on_click=judge_pair,
+                    args=(judging, f"{answer}:nli", nli_fields, comment_key),
+                    kwargs=dict(verdict_label=label),
+                    width="stretch",
+                )
+        if not show_judged(judging, f"{answer}:similarity", f"{key}_similarity"):
+            score_key = f"{key}_score_{answer}"
+            st.segmented_control(
+                "How similar are they? 0 = unrelated, 5 = same meaning",
+                SCORES,
+                key=score_key,
+                on_change=score_chosen,
+                args=(judging, f"{answer}:similarity", fields, comment_key, score_key),
+            )
+        st.text_input(
+            "Comment (optional; saved with your next click)",
+            key=comment_key,
+            max_chars=feedback.MAX_COMMENT,
+        )
+
+
 @st.cache_resource(show_spinner="Reading examples…", max_entries=4)
 def load_examples(spec: str) -> nli.PairDataset:
     source = nli.resolve(spec)
@@ -100,7 +268,7 @@ def show_prediction(result: dict, gold: str | None = None) -> None:
         st.vega_lite_chart(spec=support.probability_chart(probabilities), width="stretch")
 
 
-def pair_section(model: SentenceModel) -> None:
+def pair_section(model: SentenceModel, judging: Judging) -> None:
     with st.form("pair_form", border=False):
         left, right = st.columns(2)
         premise = left.text_area("Premise", SAMPLE_SENTENCES[0], key="pair_a", height=100)
@@ -117,19 +285,22 @@ def pair_section(model: SentenceModel) -> None:
             model, {"The premise": premise, "The hypothesis": hypothesis}, MAX_CHARS
         )
         result = support.predict_pair(model, *texts)
-        st.session_state.pair_result = dict(result, notices=notices, model=model.source)
+        st.session_state.pair_result = dict(
+            result, notices=notices, model=model.source, texts=texts
+        )
     result = st.session_state.get("pair_result")
     if result and result["model"] == model.source:  # not the answer of a model since switched
         for notice in result["notices"]:
             st.info(notice, icon=":material/content_cut:")
         show_prediction(result)
+        judge_section(judging, result, *result["texts"], origin="pair", key="pair_judge")
 
 
 def pick_random(count: int) -> None:
     st.session_state.example_number = int(np.random.default_rng().integers(1, count + 1))
 
 
-def examples_section(model: SentenceModel) -> None:
+def examples_section(model: SentenceModel, judging: Judging) -> None:
     source = st.text_input(
         "NLI file or preset",
         DEFAULT_EXAMPLES,
@@ -171,10 +342,12 @@ def examples_section(model: SentenceModel) -> None:
     for notice in notices:
         st.info(notice, icon=":material/content_cut:")
     gold = dataset.label_names[dataset.labels[i]]
-    show_prediction(support.predict_pair(model, *texts), gold=gold)
+    result = support.predict_pair(model, *texts)
+    show_prediction(result, gold=gold)
+    judge_section(judging, result, *texts, origin="examples", key="example_judge")
 
 
-def batch_section(model: SentenceModel) -> None:
+def batch_section(model: SentenceModel, judging: Judging) -> None:
     st.markdown(
         "A CSV or TSV with a header: `sentence1`, `sentence2` (or `premise`, `hypothesis`) and "
         f"optionally a gold `label`. At most {MAX_UPLOAD_ROWS:,} rows and {MAX_UPLOAD_MB} MB."
@@ -215,6 +388,7 @@ def batch_section(model: SentenceModel) -> None:
     stored = st.session_state.get("batch_result")
     if stored and stored[0] == key:
         show_batch_result(model, *stored[1:])
+        batch_judge_section(model, judging, stored[1], key[1][:12])
 
 
 def show_batch_result(model: SentenceModel, result: support.BatchResult, seconds: float) -> None:
@@ -262,6 +436,63 @@ def show_batch_result(model: SentenceModel, result: support.BatchResult, seconds
         icon=":material/download:",
         on_click="ignore",
     )
+
+
+def batch_judge_section(
+    model: SentenceModel, judging: Judging, result: support.BatchResult, key: str
+) -> None:
+    """A copy of the results with two columns a person can fill in (the right label, a 0-5
+    similarity score) and one button that saves every row they filled in."""
+    if judging.store is None:
+        st.caption(f"Judgements are off: {judging.problem}.")
+        return
+    columns, n = result.columns, len(result.columns["sentence1"])
+    st.markdown(
+        "**Correct the answers** · pick the right label or give a 0–5 similarity score in any "
+        "rows, then save them"
+    )
+    table = pd.DataFrame({"sentence1": columns["sentence1"], "sentence2": columns["sentence2"]})
+    config = {name: st.column_config.TextColumn(width=170) for name in table.columns}
+    if "predicted" in columns:
+        table["predicted"] = columns["predicted"]
+        table["your label"] = pd.Series([None] * n, dtype=object)
+        config["your label"] = st.column_config.SelectboxColumn(
+            options=list(model.label_names),
+            help="The right label, if the prediction is wrong "
+            "(or the predicted one, to confirm it).",
+        )
+    table["cosine"] = columns["similarity"]
+    table["your score"] = pd.Series([np.nan] * n, dtype=float)
+    config["cosine"] = st.column_config.NumberColumn(format="%.3f", width=70)
+    config["your score"] = st.column_config.NumberColumn(
+        min_value=0.0, max_value=5.0, step=0.5, help="0 = unrelated, 5 = same meaning"
+    )
+    edited = st.data_editor(
+        table,
+        column_config=config,
+        disabled=[c for c in table.columns if not c.startswith("your ")],
+        hide_index=True,
+        key=f"batch_editor_{key}",
+    )
+    answer = f"batch:{judging.digest}:{key}"
+    if show_judged(judging, answer, "batch_judge"):
+        return
+    if st.button("Save my corrections", key="batch_save", icon=":material/save:"):
+        labels = edited["your label"].tolist() if "your label" in edited else [None] * n
+        judgements = support.batch_judgements(
+            columns,
+            labels,
+            edited["your score"].tolist(),
+            session=judging.session,
+            model_source=judging.source,
+            model_digest=judging.digest,
+        )
+        if not judgements:
+            st.warning("Nothing to save yet: choose a label or a score in some rows first.")
+            return
+        what = f"{len(judgements)} judgement(s) of this batch"
+        save_judgements(judging, answer, what, judgements)
+        st.rerun()
 
 
 def search_index(model: SentenceModel, sentences: list[str]) -> dict:
@@ -469,13 +700,16 @@ def main() -> None:
             "only.",
             icon=":material/info:",
         )
+    judging = judging_for(model, path)
+    if judging.store is not None:
+        st.sidebar.caption(f"Judgements are saved to `{judging.store.path}`.")
     tabs = st.tabs(["Pair query", "Examples", "Batch", "Semantic search", "Model card"])
     with tabs[0]:
-        pair_section(model)
+        pair_section(model, judging)
     with tabs[1]:
-        examples_section(model)
+        examples_section(model, judging)
     with tabs[2]:
-        batch_section(model)
+        batch_section(model, judging)
     with tabs[3]:
         search_section(model)
     with tabs[4]:

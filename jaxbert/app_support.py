@@ -1,6 +1,8 @@
 """What the Streamlit app (app.py) needs besides widgets, kept here so it is unit-testable.
 
-- `model_path_from`: the model directory from `--model` (after `--`) or $JAXBERT_MODEL.
+- `model_path_from` / `feedback_db_from`: the model directory and the judgements database from
+  `--model` / `--feedback_db` (after `--`) or $JAXBERT_MODEL / $JAXBERT_FEEDBACK_DB.
+- `batch_judgements`: the rows of a batch result a person corrected, as `feedback.Judgement`s.
 - `parse_pairs` / `parse_sentences`: an uploaded or pasted CSV/TSV of sentence pairs, or a list of
   sentences, checked against caps; anything unusable raises `InputError` with a message a user
   can act on.
@@ -22,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxbert import evaluate
+from jaxbert import evaluate, feedback
 from jaxbert.data.nli import NO_GOLD
 from jaxbert.serve import SentenceModel
 
@@ -37,15 +39,27 @@ class InputError(ValueError):
     """An upload or paste the app cannot use; the message says what to change."""
 
 
+def _flag(argv: Sequence[str], name: str) -> str | None:
+    """The value of `--name VALUE` / `--name=VALUE` in argv, else None."""
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def model_path_from(argv: Sequence[str], environ: Mapping[str, str]) -> str:
     """`--model PATH` / `--model=PATH` in argv (what follows `--` in `streamlit run app.py --
     --model PATH`), else $JAXBERT_MODEL, else ""."""
-    for i, arg in enumerate(argv):
-        if arg == "--model" and i + 1 < len(argv):
-            return argv[i + 1]
-        if arg.startswith("--model="):
-            return arg.split("=", 1)[1]
-    return environ.get("JAXBERT_MODEL", "")
+    path = _flag(argv, "model")
+    return environ.get("JAXBERT_MODEL", "") if path is None else path
+
+
+def feedback_db_from(argv: Sequence[str], environ: Mapping[str, str]) -> str:
+    """`--feedback_db FILE` in argv, else $JAXBERT_FEEDBACK_DB, else the per-user default
+    (`feedback.default_path`)."""
+    return _flag(argv, "feedback_db") or feedback.default_path(environ)
 
 
 def clip_text(text: str, max_chars: int) -> tuple[str, bool]:
@@ -352,3 +366,51 @@ def top_k(query: np.ndarray, embeddings: np.ndarray, k: int) -> list[tuple[int, 
     best = np.argpartition(-scores, k - 1)[:k] if k else np.array([], np.int64)
     best = best[np.argsort(-scores[best], kind="stable")]
     return [(int(i), float(scores[i])) for i in best]
+
+
+def batch_judgements(
+    columns: Mapping[str, Sequence],
+    verdict_labels: Sequence[str | None],
+    verdict_scores: Sequence[float | None],
+    *,
+    session: str,
+    model_source: str,
+    model_digest: str,
+) -> list[feedback.Judgement]:
+    """Judgements for the rows of a batch result (`BatchResult.columns`) where the person chose a
+    label (an "nli" judgement of the row's prediction) or gave a 0-5 score (a "similarity"
+    judgement of its cosine); rows they left alone give nothing."""
+    label_names = [name[2:] for name in columns if name.startswith("p_")]
+    out = []
+    for i, (label, score) in enumerate(zip(verdict_labels, verdict_scores, strict=True)):
+        common = dict(
+            session=session,
+            model_source=model_source,
+            model_digest=model_digest,
+            sentence1=columns["sentence1"][i],
+            sentence2=columns["sentence2"][i],
+            similarity=columns["similarity"][i],
+            origin="batch",
+        )
+        if _given(label) and "predicted" in columns:
+            probabilities = {name: columns[f"p_{name}"][i] for name in label_names}
+            predicted = columns["predicted"][i]
+            out.append(
+                feedback.Judgement(
+                    task="nli",
+                    predicted=predicted,
+                    probabilities=probabilities,
+                    verdict_label=label,
+                    **common,
+                )
+            )
+        if _given(score):
+            out.append(feedback.Judgement(task="similarity", verdict_score=score, **common))
+    return out
+
+
+def _given(value) -> bool:
+    """Whether a cell of an edited table holds a value (not None, NaN or empty)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    return not (isinstance(value, str) and not value.strip())

@@ -113,6 +113,14 @@ def tiny_model(tiny):
 
 
 @pytest.fixture(autouse=True)
+def feedback_db(tmp_path, monkeypatch):
+    """Each test's judgements in its own database, never the user's."""
+    path = str(tmp_path / "feedback.sqlite3")
+    monkeypatch.setenv("JAXBERT_FEEDBACK_DB", path)
+    return path
+
+
+@pytest.fixture(autouse=True)
 def fresh_cache():
     st.cache_resource.clear()
     yield
