@@ -15,20 +15,19 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 from collections.abc import Sequence
 
 import jax
 import numpy as np
 
-from jaxbert import checkpoint
+from jaxbert import loading
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import BertConfig
 from jaxbert.sbert import SentenceBert
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FEATURES = ("u", "v", "|u-v|")
+DEFAULT_FEATURES = loading.DEFAULT_FEATURES
 
 
 class EmptyTextError(ValueError):
@@ -119,59 +118,23 @@ class SentenceModel:
         self.fine_buckets = _length_buckets(self.max_len, fine=True)  # big batches
 
     # ------------------------------------------------------------------ construction
+    # Reading from disk is `jaxbert.loading`; these build the model from what it read.
 
     @classmethod
     def from_dir(cls, path: str, which: str = "best") -> SentenceModel:
         """Rebuilds the model from a run directory alone (fine-tuning or pretraining run)."""
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"model directory {path!r} does not exist")
-        params, meta, step = checkpoint.load_params(path, which=which)
-        model_config, tokenizer = checkpoint.model_and_tokenizer(meta)
-        if meta.get("kind") == "pretraining":
-            # The encoder of a pretraining run: mean pooling, no NLI head.
-            params = {"bert": params["bert"]}
-            meta = dict(meta, pooling="mean", normalize=False, label_names=[])
-        return cls(
-            model_config=model_config,
-            params=params,
-            tokenizer=tokenizer,
-            pooling=meta.get("pooling", "mean"),
-            normalize=meta.get("normalize", False),
-            label_names=meta.get("label_names", ()),
-            features=tuple(meta.get("features", DEFAULT_FEATURES)),
-            max_len=meta.get("max_len", 128),
-            has_classifier=meta.get("has_classifier", False),
-            source=f"{path} (step {step})",
-            projection_dim=meta.get("projection_dim", 0),
-            head_hidden=meta.get("head_hidden", 0),
-        )
+        return cls(**loading.from_run_dir(path, which=which))
 
     @classmethod
     def from_pretrained(cls, path: str) -> SentenceModel:
         """A Hugging Face BERT or sentence-transformers folder (safetensors)."""
-        from jaxbert import hf
-
-        loaded = hf.load_pretrained(path)
-        return cls(
-            model_config=loaded.config,
-            params={"bert": loaded.params["bert"]},
-            tokenizer=loaded.tokenizer,
-            pooling=loaded.pooling,
-            normalize=loaded.normalize,
-            max_len=loaded.max_seq_length,
-            has_classifier=False,
-            source=path,
-        )
+        return cls(**loading.from_hf_folder(path))
 
     @classmethod
     def load(cls, path: str) -> SentenceModel:
         """`hf:<dir>` or a Hugging Face folder -> from_pretrained; a run directory -> from_dir."""
-        if path.startswith("hf:"):
-            return cls.from_pretrained(path[3:])
-        if os.path.exists(os.path.join(path, "config.json")) and os.path.exists(
-            os.path.join(path, "model.safetensors")
-        ):
-            return cls.from_pretrained(path)
+        if path.startswith("hf:") or loading.is_hf_folder(path):
+            return cls.from_pretrained(path.removeprefix("hf:"))
         return cls.from_dir(path)
 
     @property
