@@ -84,3 +84,48 @@ def plot_confusion_matrix(matrix, label_names, out_path: str, title: str = "") -
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+def plot_feedback_comparison(report: dict, out_path: str) -> str:
+    """Models compared on people's judgements (`feedback_report.compare`): accuracy against
+    people's labels with 95 % Wilson intervals, and Spearman against their similarity scores."""
+    models = report["models"]
+    panels = [key for key in ("nli", "similarity") if any(key in m for m in models.values())]
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 1.2 + 0.55 * len(models))
+    )
+    axes = np.atleast_1d(axes)
+    names = list(models)
+    rows = np.arange(len(names))
+    for ax, panel in zip(axes, panels):
+        if panel == "nli":
+            values = [models[n]["nli"]["accuracy"] if "nli" in models[n] else np.nan for n in names]
+            intervals = np.array(
+                [
+                    models[n]["nli"]["interval"] if "nli" in models[n] else [np.nan] * 2
+                    for n in names
+                ]
+            )
+            errors = np.abs(intervals.T - np.array(values))
+            ax.barh(rows, values, xerr=errors, color="#4f46e5", capsize=4)
+            ax.set_xlim(0, 1)
+            n = max(m["nli"]["n"] for m in models.values() if "nli" in m)
+            ax.set_xlabel(f"agreement with people's labels ({n} pairs; 95 % Wilson interval)")
+        else:
+            values = [
+                models[n]["similarity"]["spearman"] if "similarity" in models[n] else np.nan
+                for n in names
+            ]
+            ax.barh(rows, values, color="#0d9488")
+            ax.set_xlim(min(0.0, np.nanmin(values)), 1)
+            n = max(m["similarity"]["n"] for m in models.values() if "similarity" in m)
+            ax.set_xlabel(f"Spearman with people's 0-5 scores ({n} pairs)")
+        for row, value in zip(rows, values):
+            if not np.isnan(value):
+                ax.text(value, row, f" {value:.3f}", va="bottom", fontsize=8)
+        ax.set_yticks(rows, [name[-40:] for name in names])
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

@@ -128,6 +128,10 @@ def resolve(
             source = dataclasses.replace(source, files=files)
     elif spec.startswith("tfds:"):
         source = PairSource(name=spec, **_HF_NLI)
+    elif spec.startswith(("feedback:", "feedback_sts:")):  # people's judgements in the app
+        from jaxbert import feedback_report
+
+        source = feedback_report.pair_source(spec)
     elif os.path.exists(spec) or format_of(spec, strict=False) or "," in spec:
         source = _preset_for_file(spec) or PairSource(name=os.path.basename(spec), files=spec)
     else:
