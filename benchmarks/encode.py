@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from jaxbert.bench.common import (
+from benchmarks.common import (
     export_for_peer,
     latency_summary,
     peer_st_model,

@@ -15,8 +15,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbert import configs, finetune, train, update
-from jaxbert.bench.common import (
+from benchmarks.common import (
     DEFAULT_BUCKETS,
     device_peak_gib,
     export_for_peer,
@@ -26,6 +25,7 @@ from jaxbert.bench.common import (
     split_list,
     steady_state,
 )
+from jaxbert import configs, finetune, train, update
 from jaxbert.data import nli
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 

@@ -33,9 +33,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from benchmarks.pretrain import benchmark_model, random_pretraining_batch
+from benchmarks.profiles import op_kind
 from jaxbert import configs, pretrain, update
-from jaxbert.bench.pretrain import benchmark_model, random_pretraining_batch
-from jaxbert.bench.profiles import op_kind
 
 # Target descriptions for XLA's GPU compiler (its GpuTargetConfigProto in text form). Figures are
 # NVIDIA's published ones: 132 SMs at 1.98 GHz, 50 MiB L2, compute capability 9.0.

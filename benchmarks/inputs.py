@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 
-from jaxbert.bench.common import (
+from benchmarks.common import (
     DEFAULT_BUCKETS,
     split_list,
     tokenizer_from,

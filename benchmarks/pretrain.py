@@ -13,14 +13,14 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbert import configs, pretrain, train, update
-from jaxbert.bench.common import (
+from benchmarks.common import (
     device_peak_gib,
     peak_rss_gib,
     split_list,
     steady_state,
 )
-from jaxbert.bench.profiles import profile_summary
+from benchmarks.profiles import profile_summary
+from jaxbert import configs, pretrain, train, update
 from jaxbert.data import sources
 from jaxbert.data.corpus import prepare_corpus
 from jaxbert.data.masking import MaskingConfig

@@ -12,7 +12,8 @@
     python scripts/benchmark.py report device_out/*.jsonl
     python scripts/benchmark.py hlo --size base --target h200   # needs jax[cuda13], no GPU
 
-The logic lives in `jaxbert.bench` (one module per sub-command, `bench_<name>` generators).
+The logic lives in `benchmarks/` at the top of the repository (one module per sub-command,
+`bench_<name>` generators): tooling, not part of the installed `jaxbert` package.
 """
 
 import argparse
@@ -27,11 +28,14 @@ STARTED = time.perf_counter()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # peers load local folders only
 if sys.argv[1:2] == ["hlo"]:
     # Compile for a GPU target on a machine without one: JAX itself on the CPU, and the CUDA
-    # plugin's driver checks (which fail without a GPU) skipped; see jaxbert.bench.hlo.
+    # plugin's driver checks (which fail without a GPU) skipped; see benchmarks/hlo.py.
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
-from jaxbert.bench import common, encode, finetune, hlo, inputs, pretrain, report  # noqa: E402
+# benchmarks/ sits next to scripts/ in the checkout; it is not installed with jaxbert.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common, encode, finetune, hlo, inputs, pretrain, report  # noqa: E402
 
 
 def emit(record: dict) -> None:

@@ -86,8 +86,8 @@ export PYTHONPATH=/tmp/jb-site:$ROOT
 "$PYTHON" -c "import ml_collections" 2>/dev/null ||
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/jb-site \
     "$WHEELS"/ml_collections-*.whl
-if ! "$PYTHON" -c "import jaxbert.bench.pretrain" 2>/dev/null; then
-  "$PYTHON" -c "import jaxbert.bench.pretrain" 2>&1 | tail -3
+if ! "$PYTHON" -c "import benchmarks.pretrain" 2>/dev/null; then
+  "$PYTHON" -c "import benchmarks.pretrain" 2>&1 | tail -3
   echo "jaxbert does not import with this machine's packages; installing the tested versions"
   "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target /tmp/jb-site \
     "$WHEELS"/fallback/*.whl

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxbert.bench import pretrain, profiles, report
+from benchmarks import pretrain, profiles, report
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import SIZES
 
@@ -241,7 +241,7 @@ def test_hlo_traffic_of_a_compiled_step():
     import jax
     import jax.numpy as jnp
 
-    from jaxbert.bench import hlo
+    from benchmarks import hlo
 
     assert hlo.shape_bytes("bf16[4,8]{1,0}") == 64
     assert hlo.shape_bytes("(f32[3]{0}, pred[2,2]{1,0}, u32[])") == 12 + 4 + 4
@@ -282,7 +282,7 @@ def test_hlo_traffic_of_a_compiled_step():
 
 
 def test_hlo_without_the_cuda_plugin_says_how_to_get_it():
-    from jaxbert.bench import hlo
+    from benchmarks import hlo
 
     try:
         hlo.gpu_mesh("h200")
