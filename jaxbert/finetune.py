@@ -4,6 +4,8 @@ Objectives (config.sbert.objective):
   softmax  cross-entropy of a classifier over [u, v, |u-v|] (SBERT; gradients reach the encoder)
   mnr      multiple-negatives ranking: premise -> its entailed hypothesis among the batch's
   cosine   regression of cos(u, v) on gold similarity scores (STS-B train)
+  cosent   CoSENT ranking of cos(u, v) by gold similarity scores (STS-B, SICK relatedness)
+  distill  MSE between the student's embedding of a sentence and a teacher's (`jaxbert.distill`)
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import logging
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxbert import checkpoint, configs, evaluate, losses, train
+from jaxbert import checkpoint, configs, distill, evaluate, losses, train
 from jaxbert.data import nli
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 from jaxbert.data.tokenizer import BertTokenizer
@@ -22,7 +25,8 @@ from jaxbert.serve import SentenceModel
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("softmax", "mnr", "cosine")
+OBJECTIVES = ("softmax", "mnr", "cosine", "cosent", "distill")
+SCORE_OBJECTIVES = ("cosine", "cosent")  # trained on similarity scores rather than labels
 METRIC_MODES = {"sts_spearman": "max", "nli_accuracy": "max", "eval_loss": "min"}
 
 
@@ -30,15 +34,29 @@ def _split_list(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def encoder_source(config, run_dir: str):
+def encoder_source(config, run_dir: str, teacher=None, sentences=()):
     """(model_config, tokenizer, encoder params or None) following the start-up order.
 
     (1) resuming this run: its own saved model config and tokenizer (params come from its
-        checkpoint in train.run); (2) `init_from`: another run or `hf:<dir>`; (3) scratch.
+        checkpoint in train.run); (2) a student cut out of the distillation teacher
+        (`distill.student_init="teacher"`), or `init_from`: another run or `hf:<dir>`;
+        (3) scratch.
     """
     resuming = checkpoint.has_checkpoint(run_dir)
     if resuming:
         return (*checkpoint.model_and_tokenizer(checkpoint.load_meta(run_dir)), None)
+    if teacher is not None and config.distill.student_init == "teacher":
+        keep = None
+        if config.distill.student_vocab:
+            counts = distill.token_counts(teacher.tokenizer, sentences)
+            keep = distill.trimmed_vocabulary(
+                teacher.tokenizer, counts, config.distill.student_vocab
+            )
+        layers = [int(i) for i in _split_list(config.distill.student_layers)]
+        model_config, tokenizer, params = distill.student_from_teacher(
+            teacher, layers, keep, run_dir, config.model.vocab_multiple
+        )
+        return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]
     if config.init_from:
         model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
         return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]
@@ -61,9 +79,11 @@ def read_training_pairs(config) -> nli.PairDataset:
         raise ValueError("config.data.train names no dataset")
     dataset = nli.mix(datasets)
     objective = config.sbert.objective
-    if objective == "cosine":
+    if objective in SCORE_OBJECTIVES:
         if dataset.label_names:
-            raise ValueError("the cosine objective needs similarity scores (e.g. stsb_train)")
+            raise ValueError(
+                f"the {objective} objective needs similarity scores (e.g. stsb_train)"
+            )
     elif not dataset.label_names:
         raise ValueError(f"the {objective} objective needs NLI labels, got similarity scores")
     if objective == "mnr":
@@ -87,6 +107,52 @@ def read_training_pairs(config) -> nli.PairDataset:
     return dataset
 
 
+class DistillBatches(PairBatches):
+    """Batches of single sentences (side `a`) with the teacher's embedding of each,
+    `targets` float32 [batch, teacher width]; `labels` holds each sentence's row."""
+
+    def __init__(self, pairs: TokenizedPairs, targets: np.ndarray, **options):
+        super().__init__(pairs, **options)
+        self.targets = targets
+
+    def make_batch(self, indices):
+        batch = super().make_batch(indices)
+        batch["targets"] = np.asarray(self.targets[batch["labels"]], np.float32)
+        return batch
+
+
+def load_teacher(spec: str) -> SentenceModel:
+    if not spec:
+        raise ValueError(
+            "the distill objective needs config.distill.teacher: hf:<folder> (a Hugging Face "
+            "or sentence-transformers folder) or a jaxbert run directory"
+        )
+    try:
+        return SentenceModel.load(spec)
+    except (FileNotFoundError, checkpoint.CheckpointError) as error:
+        raise ValueError(f"cannot load the teacher {spec!r}: {error}") from error
+
+
+def distillation_sentences(config) -> list[str]:
+    """Unlabelled sentences to distil on: drawn from config.distill.text_files plus every
+    sentence of config.distill.pair_datasets, without repeats, in a seeded random order."""
+    cfg = config.distill
+    sentences = distill.unique(
+        distill.text_sentences(cfg.text_files, cfg.max_text_sentences, seed=config.seed)
+        + distill.pair_sentences(
+            _split_list(cfg.pair_datasets), root=config.data.data_root or None
+        )
+    )
+    if not sentences:
+        raise ValueError(
+            "no sentences to distil on: set config.distill.text_files (with "
+            "max_text_sentences > 0) and/or config.distill.pair_datasets"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(sentences))
+    log.info("distilling on %d sentences", len(sentences))
+    return [sentences[i] for i in order]
+
+
 def read_eval_set(spec: str, config) -> nli.PairDataset | None:
     if not spec:
         return None
@@ -99,9 +165,12 @@ def _resolve(spec: str, config) -> nli.PairSource:
     )
 
 
-def make_loss_fn(module: SentenceBert, objective: str, mnr_scale: float):
-    """(params, batch, rng) -> (loss, metrics) for one objective. Both (all three) sides of a
-    batch go through the encoder in one call: the same weights, one bigger matmul."""
+def make_loss_fn(module: SentenceBert, config):
+    """(params, batch, rng) -> (loss, metrics) for config.sbert.objective. Both (all three)
+    sides of a batch go through the encoder in one call: the same weights, one bigger matmul."""
+    sbert_cfg = config.sbert
+    objective = sbert_cfg.objective
+    frozen_encoder = "bert" in _split_list(config.optim.freeze)
 
     def embed_sides(params, batch, rng, sides):
         ids = jnp.concatenate([batch[f"input_ids_{s}"] for s in sides])
@@ -118,6 +187,8 @@ def make_loss_fn(module: SentenceBert, objective: str, mnr_scale: float):
 
     def loss_fn(params, batch, rng):
         weights = batch["weights"]
+        if frozen_encoder:  # no backward pass through an encoder that is not trained
+            params = dict(params, bert=jax.lax.stop_gradient(params["bert"]))
         if objective == "softmax":
             u, v = embed_sides(params, batch, rng, "ab")
             logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
@@ -129,10 +200,22 @@ def make_loss_fn(module: SentenceBert, objective: str, mnr_scale: float):
             embeddings = embed_sides(params, batch, rng, sides)
             negatives = embeddings[2] if len(embeddings) == 3 else None
             loss = losses.multiple_negatives_ranking_loss(
-                embeddings[0], embeddings[1], weights, hard_negatives=negatives, scale=mnr_scale
+                embeddings[0],
+                embeddings[1],
+                weights,
+                hard_negatives=negatives,
+                scale=sbert_cfg.mnr_scale,
             )
             return loss, {}
+        if objective == "distill":
+            (student,) = embed_sides(params, batch, rng, "a")
+            loss, mse, similarity_mse = losses.distillation_loss(
+                student, batch["targets"], weights, config.distill.similarity_weight
+            )
+            return loss, {"mse": mse, "similarity_mse": similarity_mse}
         u, v = embed_sides(params, batch, rng, "ab")
+        if objective == "cosent":
+            return losses.cosent_loss(u, v, batch["labels"], weights, sbert_cfg.cosent_scale), {}
         loss = losses.cosine_regression_loss(u, v, batch["labels"], weights)
         return loss, {}
 
@@ -147,11 +230,14 @@ def finetune(config, run_dir: str) -> dict:
     primary = config.train.primary_metric
     if primary not in METRIC_MODES:
         raise ValueError(f"unknown primary_metric {primary!r}; choose one of {list(METRIC_MODES)}")
-    model_config, tokenizer, encoder_params = encoder_source(config, run_dir)
+    teacher, sentences, targets = None, [], None
+    if sbert_cfg.objective == "distill":
+        teacher = load_teacher(config.distill.teacher)
+        sentences = distillation_sentences(config)
+        targets = distill.teacher_embeddings(teacher, sentences, config.distill.cache_dir)
+    model_config, tokenizer, encoder_params = encoder_source(config, run_dir, teacher, sentences)
     tokenizer.save(run_dir)
 
-    dataset = read_training_pairs(config)
-    label_names = dataset.label_names or nli.NLI_LABELS
     eval_nli = (
         read_eval_set(config.data.eval_nli, config) if sbert_cfg.objective == "softmax" else None
     )
@@ -165,14 +251,22 @@ def finetune(config, run_dir: str) -> dict:
 
     buckets = tuple(int(b) for b in _split_list(config.data.buckets))
     max_len = min(config.data.max_len, buckets[-1], model_config.max_position_embeddings)
-    pairs = TokenizedPairs.build(dataset, tokenizer, max_len)
-    batches = PairBatches(
-        pairs,
+    batch_options = dict(
         batch_size=config.train.batch_size,
         buckets=buckets,
         seed=config.seed,
         pad_id=tokenizer.pad_id,
     )
+    if teacher is not None:
+        label_names = nli.NLI_LABELS
+        rows = np.arange(len(sentences), dtype=np.int32)  # each sentence's row of `targets`
+        pairs = TokenizedPairs.from_columns([sentences], rows, (), tokenizer, max_len, "distill")
+        batches = DistillBatches(pairs, targets, **batch_options)
+    else:
+        dataset = read_training_pairs(config)
+        label_names = dataset.label_names or nli.NLI_LABELS
+        pairs = TokenizedPairs.build(dataset, tokenizer, max_len)
+        batches = PairBatches(pairs, **batch_options)
     if not config.train.num_steps:
         config.train.num_steps = max(1, int(round(config.train.epochs * len(batches))))
     log.info(
@@ -184,12 +278,22 @@ def finetune(config, run_dir: str) -> dict:
     )
 
     features = tuple(_split_list(sbert_cfg.features))
+    # A student imitates its teacher's embeddings, normalised or not.
+    normalize = teacher.normalize if teacher is not None else bool(sbert_cfg.normalize)
+    # A student narrower or wider than its teacher learns a linear map to the teacher's width.
+    projection_dim = (
+        teacher.hidden_size
+        if teacher is not None and teacher.hidden_size != model_config.hidden_size
+        else 0
+    )
     module = SentenceBert(
         model_config,
         pooling=sbert_cfg.pooling,
-        normalize=sbert_cfg.normalize,
+        normalize=normalize,
         num_labels=len(label_names),
         features=features,
+        projection_dim=projection_dim,
+        head_hidden=sbert_cfg.head_hidden,
     )
     meta = {
         "kind": "sbert",
@@ -197,11 +301,13 @@ def finetune(config, run_dir: str) -> dict:
         "tokenizer": tokenizer.to_json_str(),
         "label_names": list(label_names),
         "pooling": sbert_cfg.pooling,
-        "normalize": bool(sbert_cfg.normalize),
+        "normalize": normalize,
         "features": list(features),
         "objective": sbert_cfg.objective,
         "has_classifier": sbert_cfg.objective == "softmax",
         "max_len": max_len,
+        "projection_dim": projection_dim,
+        "head_hidden": sbert_cfg.head_hidden,
     }
 
     def init_params(rng):
@@ -222,11 +328,13 @@ def finetune(config, run_dir: str) -> dict:
             params=params,
             tokenizer=tokenizer,
             pooling=sbert_cfg.pooling,
-            normalize=sbert_cfg.normalize,
+            normalize=normalize,
             label_names=label_names,
             features=features,
             max_len=max_len,
             has_classifier=True,
+            projection_dim=projection_dim,
+            head_hidden=sbert_cfg.head_hidden,
         )
         metrics = {}
         if eval_nli is not None:
@@ -245,12 +353,12 @@ def finetune(config, run_dir: str) -> dict:
         name=f"sbert-{sbert_cfg.objective}",
         init_params=init_params,
         init_from=graft_encoder if encoder_params is not None else None,
-        loss_fn=make_loss_fn(module, sbert_cfg.objective, sbert_cfg.mnr_scale),
+        loss_fn=make_loss_fn(module, config),
         train_batches=batches,
         evaluate=evaluate_params,
         meta=meta,
         best_metric=primary,
         best_mode=METRIC_MODES[primary],
-        progress_metrics=("loss", "accuracy"),
+        progress_metrics=("loss", "accuracy", "mse"),
     )
     return train.run(task, config, run_dir)

@@ -8,6 +8,7 @@ device mesh with the batch sharded on the `data` axis.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import flax.struct
@@ -24,6 +25,15 @@ class TrainState:
     params: Any
     opt_state: Any
     plateau: Any  # reduce_on_plateau state, or an empty tuple without the plateau schedule
+
+
+def frozen_labels(params, frozen: tuple[str, ...]):
+    """'frozen' for every parameter under a top-level subtree named in `frozen`, else 'train'."""
+    missing = [name for name in frozen if name not in params]
+    if missing:
+        raise ValueError(f"optim.freeze names {missing}, not among the parameters {list(params)}")
+    return {k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+            for k, v in params.items()}
 
 
 def decay_mask(params):
@@ -77,6 +87,12 @@ def make_optimizer(optim, total_steps: int):
         )
     )
     tx = optax.chain(*parts)
+    frozen = tuple(name.strip() for name in optim.get("freeze", "").split(",") if name.strip())
+    if frozen:
+        # Frozen subtrees get no update at all (not even weight decay).
+        tx = optax.multi_transform(
+            {"train": tx, "frozen": optax.set_to_zero()}, partial(frozen_labels, frozen=frozen)
+        )
     plateau = None
     if optim.schedule == "plateau":
         plateau = optax.contrib.reduce_on_plateau(

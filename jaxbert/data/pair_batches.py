@@ -33,7 +33,8 @@ class TokenizedPairs:
     """Token ids per sentence column: sentence i of column k is
     `tokens[k][offsets[k][i]:offsets[k][i + 1]]` (int32, `[CLS] ... [SEP]`, at most max_len).
 
-    Two columns for pairs, three for triplets (anchor, positive, hard negative).
+    One column for single sentences (distillation), two for pairs, three for triplets
+    (anchor, positive, hard negative).
     """
 
     tokens: tuple[np.ndarray, ...]
@@ -44,8 +45,8 @@ class TokenizedPairs:
     name: str = ""
 
     def __post_init__(self):
-        if len(self.tokens) not in (2, 3) or len(self.offsets) != len(self.tokens):
-            raise ValueError("TokenizedPairs needs 2 or 3 columns of tokens and offsets")
+        if len(self.tokens) not in (1, 2, 3) or len(self.offsets) != len(self.tokens):
+            raise ValueError("TokenizedPairs needs 1, 2 or 3 columns of tokens and offsets")
         for offsets in self.offsets:
             if len(offsets) != len(self.labels) + 1:
                 raise ValueError(f"{len(offsets) - 1} offsets for {len(self.labels)} labels")
@@ -70,6 +71,28 @@ class TokenizedPairs:
         columns = [dataset.sentence1, dataset.sentence2]
         if getattr(dataset, "sentence3", None) is not None:
             columns.append(dataset.sentence3)
+        return cls.from_columns(
+            columns,
+            np.asarray(dataset.labels),
+            tuple(dataset.label_names),
+            tokenizer,
+            max_len,
+            name=dataset.name,
+            chunk=chunk,
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Sequence[Sequence[str]],
+        labels: np.ndarray,
+        label_names: tuple[str, ...],
+        tokenizer,
+        max_len: int,
+        name: str = "",
+        chunk: int = 10000,
+    ) -> TokenizedPairs:
+        """Tokenizes 1-3 columns of sentences, row i of each belonging to `labels[i]`."""
         tokens, offsets = [], []
         for texts in columns:
             pieces, lengths = [], np.zeros(len(texts) + 1, np.int64)
@@ -85,10 +108,10 @@ class TokenizedPairs:
         return cls(
             tokens=tuple(tokens),
             offsets=tuple(offsets),
-            labels=np.asarray(dataset.labels),
-            label_names=tuple(dataset.label_names),
+            labels=labels,
+            label_names=label_names,
             max_len=max_len,
-            name=dataset.name,
+            name=name,
         )
 
     def save(self, path: str | os.PathLike) -> None:

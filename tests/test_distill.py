@@ -1,0 +1,259 @@
+"""Distillation (teacher cache, student cut out of a teacher, the distill objective) and the
+ranking / distillation losses, on tiny models built in a temp directory."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_end_to_end import tiny_pretrain_config, write_nli_file, write_sts_file
+
+from jaxbert import distill, finetune, losses, pretrain
+from jaxbert.configs import finetune_config
+from jaxbert.serve import SentenceModel
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _cosent_reference(cos, scores, weights, scale):
+    terms = [
+        scale * (cos[j] - cos[i])
+        for i in range(len(cos))
+        for j in range(len(cos))
+        if weights[i] > 0 and weights[j] > 0 and scores[i] > scores[j]
+    ]
+    return float(np.log1p(np.sum(np.exp(terms)))) if terms else 0.0
+
+
+def test_cosent_matches_its_formula_and_ignores_padding_rows():
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(2, 6, 8)).astype(np.float32)
+    scores = np.array([0.1, 0.9, 0.5, 0.5, 0.3, 0.7], np.float32)
+    weights = np.array([1, 1, 1, 1, 1, 0], np.float32)
+    cos = np.asarray(losses.cosine_similarity(u, v))
+    got = float(losses.cosent_loss(u, v, scores, weights, scale=20.0))
+    assert got == pytest.approx(_cosent_reference(cos, scores, weights, 20.0), rel=1e-5)
+    moved = u.copy()
+    moved[5] = -u[5]  # the padding row's pair changes; the loss must not
+    assert float(losses.cosent_loss(moved, v, scores, weights)) == pytest.approx(got, rel=1e-6)
+
+
+def test_cosent_prefers_cosines_in_the_order_of_the_scores():
+    u = jnp.eye(3, 4)
+    ordered = jnp.array([[1.0, 0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 0, 1.0]])  # cos 1, .71, 0
+    scores = jnp.array([1.0, 0.5, 0.0])
+    weights = jnp.ones(3)
+    right = float(losses.cosent_loss(u, ordered, scores, weights))
+    wrong = float(losses.cosent_loss(u, ordered, scores[::-1], weights))
+    assert right < 0.01 < wrong
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_masks_padding():
+    rng = np.random.default_rng(1)
+    teacher = rng.normal(size=(5, 6)).astype(np.float32)
+    weights = np.array([1, 1, 1, 1, 0], np.float32)
+    student = teacher.copy()
+    student[4] += 3.0  # padding row
+    loss, mse, sim = losses.distillation_loss(student, teacher, weights, similarity_weight=1.0)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    student[0] += 0.5
+    loss, mse, sim = losses.distillation_loss(student, teacher, weights, similarity_weight=2.0)
+    assert float(mse) == pytest.approx(float(np.mean(0.25 * np.ones(6)) / 4), rel=1e-5)
+    assert float(loss) == pytest.approx(float(mse) + 2.0 * float(sim), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- a tiny teacher
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    """A tiny pretraining run: its encoder (mean pooling) is the teacher."""
+    root = tmp_path_factory.mktemp("teacher")
+    config = tiny_pretrain_config(root)
+    config.model.hidden_dropout = 0.0
+    pretrain.pretrain(config, str(root / "run"))
+    return root
+
+
+def _sentences(n=64):
+    from test_end_to_end import ACTIONS, SUBJECTS
+
+    return [f"{s} {a} number {i}." for i, (s, a) in enumerate(zip(SUBJECTS * 20, ACTIONS * 20))][:n]
+
+
+def test_teacher_embeddings_are_cached_and_resume(teacher_dir, tmp_path, monkeypatch):
+    teacher = SentenceModel.from_dir(str(teacher_dir / "run"))
+    sentences = _sentences(40)
+    calls = []
+    encode = teacher.encode
+
+    def counting_encode(texts, batch_size=64):
+        calls.append(len(texts))
+        return encode(texts, batch_size=batch_size)
+
+    monkeypatch.setattr(teacher, "encode", counting_encode)
+    monkeypatch.setattr(distill, "CHUNK", 16)
+    first = np.array(distill.teacher_embeddings(teacher, sentences, str(tmp_path)))
+    assert calls == [16, 16, 8]
+    np.testing.assert_allclose(first, encode(sentences), atol=1e-5)
+    second = distill.teacher_embeddings(teacher, sentences, str(tmp_path))
+    assert calls == [16, 16, 8]  # read from the cache
+    np.testing.assert_array_equal(first, second)
+
+    # An encoding stopped after its first chunk resumes there.
+    (progress,) = tmp_path.glob("*.json")
+    progress.write_text(json.dumps({"rows": 40, "width": first.shape[1], "done": 16}))
+    calls.clear()
+    third = distill.teacher_embeddings(teacher, sentences, str(tmp_path))
+    assert calls == [16, 8]
+    np.testing.assert_array_equal(first, third)
+    # Other sentences are another cache entry.
+    distill.teacher_embeddings(teacher, sentences[:10], str(tmp_path))
+    assert calls[-1] == 10
+
+
+def test_a_student_cut_with_every_layer_and_token_is_the_teacher(teacher_dir, tmp_path):
+    teacher = SentenceModel.from_dir(str(teacher_dir / "run"))
+    layers = range(teacher.model_config.num_layers)
+    config, tokenizer, params = distill.student_from_teacher(teacher, layers, None, str(tmp_path))
+    student = SentenceModel(model_config=config, params=params, tokenizer=tokenizer)
+    sentences = _sentences(8)
+    np.testing.assert_allclose(student.encode(sentences), teacher.encode(sentences), atol=1e-5)
+
+
+def test_a_trimmed_vocabulary_still_spells_every_word(teacher_dir, tmp_path):
+    teacher = SentenceModel.from_dir(str(teacher_dir / "run"))
+    sentences = _sentences(64)
+    counts = distill.token_counts(teacher.tokenizer, sentences)
+    everything_used = distill.trimmed_vocabulary(teacher.tokenizer, counts, 1000)
+    assert set(np.flatnonzero(counts).tolist()) <= set(everything_used.tolist())
+    assert len(everything_used) < teacher.tokenizer.vocab_size  # unused tokens are dropped
+    keep = distill.trimmed_vocabulary(teacher.tokenizer, counts, 100)
+    assert len(keep) == 100 and set(teacher.tokenizer.special_ids) <= set(keep.tolist())
+    config, tokenizer, params = distill.student_from_teacher(teacher, [1], keep, str(tmp_path))
+    assert tokenizer.vocab_size == 100 and config.num_layers == 1
+    assert params["bert"]["embeddings"]["word_embeddings"]["embedding"].shape[0] == 128
+    text = "the queen reads about a garden"
+    ids = tokenizer.encode_batch([text], max_length=64)[0]
+    assert tokenizer.unk_id not in ids.tolist()
+    assert tokenizer.decode(ids).replace(" ##", "") == text
+    with pytest.raises(ValueError, match="smaller than the"):
+        distill.trimmed_vocabulary(teacher.tokenizer, counts, 5)
+    with pytest.raises(ValueError, match="student layers"):
+        distill.student_from_teacher(teacher, [7], keep, str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- the objective
+
+
+def _distill_config(root, teacher_run):
+    write_nli_file(root / "nli.csv")
+    write_sts_file(root / "sts-dev.csv")
+    config = finetune_config()
+    config.sbert.objective = "distill"
+    config.sbert.normalize = True
+    config.distill.teacher = teacher_run
+    config.distill.pair_datasets = str(root / "nli.csv")
+    config.distill.cache_dir = str(root / "teacher_cache")
+    config.data.eval_nli = ""
+    config.data.eval_sts = str(root / "sts-dev.csv")
+    config.data.max_len = 32
+    config.data.buckets = "16,32"
+    config.model.hidden_dropout = 0.0
+    config.model.attention_dropout = 0.0
+    config.optim.lr = 3e-3
+    config.optim.warmup_fraction = 0.0
+    config.train.batch_size = 16
+    config.train.num_steps = 30
+    config.train.log_every = 5
+    config.train.eval_every = 30
+    config.train.checkpoint_every = 30
+    return config
+
+
+def test_distilling_a_wider_student_projects_and_lowers_the_mse(teacher_dir, tmp_path):
+    config = _distill_config(tmp_path, str(teacher_dir / "run"))
+    config.tokenizer.vocab_file = str(tmp_path / "vocab.txt")
+    teacher = SentenceModel.from_dir(str(teacher_dir / "run"))
+    (tmp_path / "vocab.txt").write_text("\n".join(teacher.tokenizer.id_to_token_list()) + "\n")
+    config.model.size = "mini"  # hidden 256, the tiny teacher's is 128: a projection
+    summary = finetune.finetune(config, str(tmp_path / "student"))
+    records = [json.loads(line) for line in open(tmp_path / "student" / "metrics.jsonl")]
+    mse = [r["mse"] for r in records if r["split"] == "train"]
+    assert mse[-1] < 0.5 * mse[0], mse
+    assert summary["steps"] == 30
+    student = SentenceModel.from_dir(str(tmp_path / "student"))
+    assert student.hidden_size == teacher.hidden_size == 128
+    assert student.model_config.hidden_size == 256
+    assert student.encode(["a man sleeps."]).shape == (1, 128)
+
+
+def test_a_student_cut_from_the_teacher_trains_and_resumes(teacher_dir, tmp_path):
+    config = _distill_config(tmp_path, str(teacher_dir / "run"))
+    config.distill.student_init = "teacher"
+    config.distill.student_layers = "1"
+    config.train.num_steps = 4
+    config.train.checkpoint_every = 2
+    finetune.finetune(config, str(tmp_path / "cut"))
+    config.train.num_steps = 6
+    summary = finetune.finetune(config, str(tmp_path / "cut"))
+    assert summary["steps"] == 6 and summary["steps_this_session"] == 2
+    student = SentenceModel.from_dir(str(tmp_path / "cut"))
+    assert student.model_config.num_layers == 1 and student.module.projection_dim == 0
+
+
+def test_a_bad_teacher_is_one_clear_error(tmp_path):
+    config = _distill_config(tmp_path, str(tmp_path / "no_such_run"))
+    with pytest.raises(ValueError, match="cannot load the teacher"):
+        finetune.finetune(config, str(tmp_path / "x"))
+    config.distill.teacher = ""
+    with pytest.raises(ValueError, match="needs config.distill.teacher"):
+        finetune.finetune(config, str(tmp_path / "x"))
+
+
+def test_cosent_objective_and_a_frozen_encoder_with_an_mlp_head(teacher_dir, tmp_path):
+    from jaxbert import checkpoint
+
+    write_sts_file(tmp_path / "sts-train.csv", n=64)
+    write_nli_file(tmp_path / "nli.csv")
+    write_sts_file(tmp_path / "sts-dev.csv")
+    config = finetune_config()
+    config.init_from = str(teacher_dir / "run")
+    config.sbert.objective = "cosent"
+    config.data.train = str(tmp_path / "sts-train.csv")
+    config.data.eval_nli = ""
+    config.data.eval_sts = str(tmp_path / "sts-dev.csv")
+    config.data.max_len = 32
+    config.data.buckets = "16,32"
+    config.optim.lr = 1e-3
+    config.train.batch_size = 16
+    config.train.num_steps = 4
+    config.train.checkpoint_every = 4
+    finetune.finetune(config, str(tmp_path / "cosent"))
+    before, _, _ = checkpoint.load_params(str(teacher_dir / "run"), which="latest")
+    after, _, _ = checkpoint.load_params(str(tmp_path / "cosent"), which="latest")
+    assert not np.array_equal(
+        before["bert"]["embeddings"]["word_embeddings"]["embedding"],
+        after["bert"]["embeddings"]["word_embeddings"]["embedding"],
+    )
+
+    # The softmax stage with optim.freeze="bert": only the (MLP) head learns.
+    config.init_from = str(tmp_path / "cosent")
+    config.sbert.objective = "softmax"
+    config.sbert.head_hidden = 32
+    config.sbert.features = "u,v,|u-v|,u*v"
+    config.optim.freeze = "bert"
+    config.data.train = str(tmp_path / "nli.csv")
+    config.data.eval_nli = str(tmp_path / "nli.csv")
+    config.train.primary_metric = "nli_accuracy"
+    finetune.finetune(config, str(tmp_path / "head"))
+    head, _, _ = checkpoint.load_params(str(tmp_path / "head"), which="latest")
+    jax.tree.map(np.testing.assert_array_equal, head["bert"], after["bert"])
+    assert head["classifier_hidden"]["kernel"].shape == (4 * 128, 32)
+    model = SentenceModel.from_dir(str(tmp_path / "head"))
+    assert sum(model.classify("a man sleeps.", "nobody sleeps.").values()) == pytest.approx(1.0)
+
+    config.optim.freeze = "encoder"
+    with pytest.raises(ValueError, match="optim.freeze names"):
+        finetune.finetune(config, str(tmp_path / "bad_freeze"))
