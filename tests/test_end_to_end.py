@@ -217,3 +217,36 @@ def test_export_script_writes_a_run_for_hugging_face(pretrained_run, tmp_path):
     params, _, _ = checkpoint.load_params(run_dir, which="best")
     exported = hf.load_pretrained(out)
     jax.tree.map(np.testing.assert_array_equal, exported.params["bert"], params["bert"])
+
+
+def test_tiny_config_pretrains_on_the_embedded_sample_offline(tmp_path, monkeypatch):
+    """configs/pretrain_tiny.py (the quick start) reads the corpus shipped inside the package and
+    never reaches for the Hugging Face hub."""
+    import importlib.util
+    import pathlib
+
+    from jaxbert import sample_data
+    from jaxbert.data import sources
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the tiny config reached for the Hugging Face hub")
+
+    monkeypatch.setattr(sources, "_hub_records", no_hub)
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "pretrain_tiny.py"
+    spec = importlib.util.spec_from_file_location("pretrain_tiny", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
+    assert config.data.train_files == sample_data.CORPUS
+    # Two steps on a slice of the sample (the config's own run takes about a minute).
+    config.data.max_documents = config.tokenizer.train_documents = 100
+    config.data.val_documents = 5
+    config.data.cache_dir = str(tmp_path / "cache")
+    config.tokenizer.vocab_size = 1000
+    config.train.batch_size = 8
+    config.train.num_steps = config.train.eval_every = config.train.checkpoint_every = 2
+    config.train.log_every = 1
+    config.train.eval_batches = 1
+    summary = pretrain.pretrain(config, str(tmp_path / "run"))
+    assert summary["steps"] == 2
+    assert np.isfinite(summary["final_eval"]["eval_loss"])
