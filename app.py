@@ -16,6 +16,7 @@ SQLite file of `--feedback_db FILE` / $JAXBERT_FEEDBACK_DB (`jaxbert.feedback`).
 
 import dataclasses
 import hashlib
+import io
 import os
 import sys
 import time
@@ -26,7 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from jaxbert import app_support as support
-from jaxbert import feedback, run_card
+from jaxbert import feedback, feedback_report, plots, run_card
 from jaxbert.app_support import InputError
 from jaxbert.data import nli
 from jaxbert.serve import SentenceModel
@@ -639,6 +640,110 @@ def model_card_section(model: SentenceModel, path: str) -> None:
             columns[i % 2].image(image, caption=caption)
 
 
+def judgements_section(judging: Judging, path: str) -> None:
+    """What people said: counts, the models compared on every judged pair, the latest
+    judgements, and downloads (all judgements; people's labels as training pairs)."""
+    if judging.store is None:
+        st.warning(f"Judgements are off: {judging.problem}.", icon=":material/warning:")
+        return
+    store = judging.store
+    rows = store.rows()
+    judged = feedback_report.judged_pairs(rows)
+    columns = st.columns(4)
+    columns[0].metric("Judgements", f"{len(rows):,}")
+    columns[1].metric("Of this model", f"{store.count(model_digest=judging.digest):,}")
+    columns[2].metric("From you", f"{store.count(session=judging.session):,}")
+    columns[3].metric("Distinct pairs", f"{len(set(judged.labelled) | set(judged.scored)):,}")
+    st.caption(f"Stored in `{store.path}`.")
+    if not rows:
+        st.info("No judgements yet: judge an answer in the other tabs.", icon=":material/info:")
+        return
+    st.markdown(
+        "**Compare models on what people said** · every model answers every judged pair again"
+    )
+    with st.form("compare_form", border=False):
+        paths = st.text_area(
+            "Models, one per line (run directories or hf:<folder>)", path, key="compare_models"
+        )
+        submitted = st.form_submit_button("Compare", icon=":material/balance:")
+    if submitted:
+        models = {}
+        for name in dict.fromkeys(line.strip() for line in paths.splitlines() if line.strip()):
+            try:
+                models[name] = load_model(name)
+            except Exception as error:  # noqa: BLE001 (shown, the others are still compared)
+                st.error(f"Cannot load `{name}`: {error}")
+        if models:
+            with st.spinner("Re-scoring every model on the judged pairs…"):
+                report = feedback_report.compare(models, judged)
+            st.session_state.comparison = report
+    report = st.session_state.get("comparison")
+    if report:
+        show_comparison(report)
+    st.markdown("**Latest judgements**")
+    shown = ["created_at", "task", "sentence1", "sentence2", "predicted", "verdict_label"]
+    shown += ["similarity", "verdict_score", "comment", "origin", "model_source"]
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame[shown].head(200), hide_index=True)
+    left, right = st.columns(2)
+    left.download_button(
+        "All judgements (CSV)",
+        frame.drop(columns=["probabilities"]).to_csv(index=False),
+        "judgements.csv",
+        "text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+    pairs = pd.DataFrame(
+        feedback_report.training_rows(judged), columns=["sentence1", "sentence2", "label"]
+    )
+    right.download_button(
+        f"People's labels as {len(pairs):,} training pairs (CSV)",
+        pairs.to_csv(index=False),
+        "feedback_pairs.csv",
+        "text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        help="Fine-tune on them with --config.data.train=feedback_pairs.csv, or straight from "
+        "the database with --config.data.train=feedback:<database file>.",
+    )
+
+
+def show_comparison(report: dict) -> None:
+    st.info(report["verdict"], icon=":material/gavel:")
+    table = []
+    for name, score in report["models"].items():
+        nli_score, similarity = score.get("nli"), score.get("similarity")
+        row = {"model": name}
+        if nli_score:
+            low, high = nli_score["interval"]
+            row |= {
+                "pairs": nli_score["n"],
+                "accuracy": nli_score["accuracy"],
+                "95 % CI": f"{100 * low:.1f}–{100 * high:.1f} %",
+                "macro F1": nli_score["macro_f1"],
+            }
+            row |= {f"F1 {k}": c["f1"] for k, c in nli_score["per_class"].items()}
+        if similarity:
+            row["Spearman (scores)"] = similarity["spearman"]
+        table.append(row)
+    st.dataframe(pd.DataFrame(table), hide_index=True)
+    agreement = report["agreement"]
+    if agreement:
+        st.caption(
+            f"Agreement between people on the {agreement['pairs']} pairs several labelled: "
+            f"Fleiss' kappa {agreement['fleiss_kappa']:.3f}"
+            + (
+                f", Cohen's kappa {agreement['cohen_kappa']:.3f}"
+                if "cohen_kappa" in agreement
+                else ""
+            )
+        )
+    buffer = io.BytesIO()
+    plots.plot_feedback_comparison(report, buffer)
+    st.image(buffer.getvalue())
+
+
 def no_model_page(problem: str) -> None:
     st.title("jaxbert")
     if problem:
@@ -703,7 +808,9 @@ def main() -> None:
     judging = judging_for(model, path)
     if judging.store is not None:
         st.sidebar.caption(f"Judgements are saved to `{judging.store.path}`.")
-    tabs = st.tabs(["Pair query", "Examples", "Batch", "Semantic search", "Model card"])
+    tabs = st.tabs(
+        ["Pair query", "Examples", "Batch", "Semantic search", "Model card", "Judgements"]
+    )
     with tabs[0]:
         pair_section(model, judging)
     with tabs[1]:
@@ -714,6 +821,8 @@ def main() -> None:
         search_section(model)
     with tabs[4]:
         model_card_section(model, path)
+    with tabs[5]:
+        judgements_section(judging, path)
 
 
 main()

@@ -135,7 +135,7 @@ def start(monkeypatch, model: str | None, examples: str = "") -> AppTest:
         monkeypatch.setenv("JAXBERT_MODEL", model)
     if examples:
         monkeypatch.setenv("JAXBERT_EXAMPLES", examples)
-    return AppTest.from_file(APP, default_timeout=60).run()
+    return AppTest.from_file(APP, default_timeout=180).run()  # compiles; CPU shared
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def app(tiny, monkeypatch):
     return start(monkeypatch, tiny["run"], examples=tiny["dev"])
 
 
-SECTIONS = ["Pair query", "Examples", "Batch", "Semantic search", "Model card"]
+SECTIONS = ["Pair query", "Examples", "Batch", "Semantic search", "Model card", "Judgements"]
 
 
 def section(at, name: str):

@@ -170,3 +170,30 @@ def test_feedback_db_from_argv_or_environment(tmp_path):
     assert app_support.feedback_db_from([], {"XDG_DATA_HOME": str(tmp_path)}).startswith(
         str(tmp_path)
     )
+
+
+def test_judgements_tab_counts_compares_and_offers_downloads(app, tiny, feedback_db):
+    assert "No judgements yet" in section(app, "Judgements").info[0].value
+    ask(app)
+    app.button(key="pair_judge_right").click().run()
+    section(app, "Pair query").segmented_control[0].set_value(3).run()
+    tab = section(app, "Judgements")
+    counts = {m.label: m.value for m in tab.metric}
+    assert counts == {
+        "Judgements": "2",
+        "Of this model": "2",
+        "From you": "2",
+        "Distinct pairs": "1",
+    }
+    app.text_area(key="compare_models").input(f"{tiny['run']}\n{tiny['hf']}\nruns/missing")
+    app.button(key="FormSubmitter:compare_form-Compare").click().run()
+    assert not app.exception
+    tab = section(app, "Judgements")
+    assert "Cannot load `runs/missing`" in tab.error[0].value
+    assert tab.info[0].value.startswith(f"People agree most with {tiny['run']}: 100.0 %")
+    table = next(d.value for d in tab.dataframe if d.value.columns[0] == "model")
+    assert table["model"].tolist() == [tiny["run"], tiny["hf"]]
+    assert table["pairs"].tolist()[0] == 1 and table["accuracy"].tolist()[0] == 1.0
+    assert tab.get("imgs") or tab.get("image")  # the comparison chart
+    latest = next(d.value for d in tab.dataframe if d.value.columns[0] == "created_at")
+    assert latest["sentence1"].tolist() == [PREMISE, PREMISE]
