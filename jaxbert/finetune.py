@@ -56,10 +56,11 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
         model_config, tokenizer, params = distill.student_from_teacher(
             teacher, layers, keep, run_dir, config.model.vocab_multiple
         )
-        return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]
+        return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if config.init_from:
         model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
-        return configs.with_runtime_options(model_config, config.model), tokenizer, params["bert"]
+        params = {"bert": params["bert"], **_trained_heads(config.init_from)}
+        return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if not config.tokenizer.vocab_file:
         raise ValueError(
             "training from scratch needs config.tokenizer.vocab_file (a WordPiece vocab.txt); "
@@ -72,6 +73,19 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
     return model_config, tokenizer, None
 
 
+HEADS = ("projection", "classifier_hidden", "classifier")
+
+
+def _trained_heads(init_from: str) -> dict:
+    """The projection and NLI head of a fine-tuning run, so a later stage starts from them too
+    (a distilled student keeps its projection; an NLI head trained on a frozen encoder goes on
+    training with it). Imported Hugging Face models have none."""
+    if init_from.startswith("hf:"):
+        return {}
+    params, _, _ = checkpoint.load_params(init_from, which="best")
+    return {k: v for k, v in params.items() if k in HEADS}
+
+
 def read_training_pairs(config) -> nli.PairDataset:
     """The training set for the objective, mixed from every dataset in config.data.train."""
     datasets = [nli.read_pairs(_resolve(spec, config)) for spec in _split_list(config.data.train)]
@@ -81,9 +95,7 @@ def read_training_pairs(config) -> nli.PairDataset:
     objective = config.sbert.objective
     if objective in SCORE_OBJECTIVES:
         if dataset.label_names:
-            raise ValueError(
-                f"the {objective} objective needs similarity scores (e.g. stsb_train)"
-            )
+            raise ValueError(f"the {objective} objective needs similarity scores (e.g. stsb_train)")
     elif not dataset.label_names:
         raise ValueError(f"the {objective} objective needs NLI labels, got similarity scores")
     if objective == "mnr":
@@ -139,9 +151,7 @@ def distillation_sentences(config) -> list[str]:
     cfg = config.distill
     sentences = distill.unique(
         distill.text_sentences(cfg.text_files, cfg.max_text_sentences, seed=config.seed)
-        + distill.pair_sentences(
-            _split_list(cfg.pair_datasets), root=config.data.data_root or None
-        )
+        + distill.pair_sentences(_split_list(cfg.pair_datasets), root=config.data.data_root or None)
     )
     if not sentences:
         raise ValueError(
@@ -235,7 +245,8 @@ def finetune(config, run_dir: str) -> dict:
         teacher = load_teacher(config.distill.teacher)
         sentences = distillation_sentences(config)
         targets = distill.teacher_embeddings(teacher, sentences, config.distill.cache_dir)
-    model_config, tokenizer, encoder_params = encoder_source(config, run_dir, teacher, sentences)
+    model_config, tokenizer, start_params = encoder_source(config, run_dir, teacher, sentences)
+    resuming_meta = checkpoint.load_meta(run_dir) if checkpoint.has_checkpoint(run_dir) else {}
     tokenizer.save(run_dir)
 
     eval_nli = (
@@ -280,12 +291,15 @@ def finetune(config, run_dir: str) -> dict:
     features = tuple(_split_list(sbert_cfg.features))
     # A student imitates its teacher's embeddings, normalised or not.
     normalize = teacher.normalize if teacher is not None else bool(sbert_cfg.normalize)
-    # A student narrower or wider than its teacher learns a linear map to the teacher's width.
-    projection_dim = (
-        teacher.hidden_size
-        if teacher is not None and teacher.hidden_size != model_config.hidden_size
-        else 0
-    )
+    # A student narrower or wider than its teacher learns a linear map to the teacher's width;
+    # a run started from such a student keeps it.
+    projection_dim = 0
+    if teacher is not None and teacher.hidden_size != model_config.hidden_size:
+        projection_dim = teacher.hidden_size
+    elif start_params is not None and "projection" in start_params:
+        projection_dim = int(start_params["projection"]["kernel"].shape[1])
+    elif resuming_meta.get("projection_dim"):
+        projection_dim = int(resuming_meta["projection_dim"])
     module = SentenceBert(
         model_config,
         pooling=sbert_cfg.pooling,
@@ -315,12 +329,19 @@ def finetune(config, run_dir: str) -> dict:
         return module.init(rng, ids, jnp.ones_like(ids))["params"]
 
     def graft_encoder(params):
-        loaded = jax.tree.map(jnp.asarray, encoder_params)
-        expected = jax.tree.map(lambda x: (x.shape, x.dtype), params["bert"])
-        got = jax.tree.map(lambda x: (x.shape, x.dtype), loaded)
-        if expected != got:
-            raise ValueError(f"init_from {config.init_from!r}: encoder shapes do not match")
-        return dict(params, bert=loaded)
+        """The encoder (which must fit) and any head of the same shapes from the start."""
+        loaded = jax.tree.map(jnp.asarray, start_params)
+        grafted = dict(params)
+        for name, subtree in loaded.items():
+            expected = jax.tree.map(lambda x: (x.shape, x.dtype), params.get(name))
+            got = jax.tree.map(lambda x: (x.shape, x.dtype), subtree)
+            if expected == got:
+                grafted[name] = subtree
+            elif name == "bert":
+                raise ValueError(f"init_from {config.init_from!r}: encoder shapes do not match")
+            else:
+                log.info("not starting from %s of %s: its shapes differ", name, config.init_from)
+        return grafted
 
     def evaluate_params(params) -> dict[str, float]:
         model = SentenceModel(
@@ -352,7 +373,7 @@ def finetune(config, run_dir: str) -> dict:
     task = train.Task(
         name=f"sbert-{sbert_cfg.objective}",
         init_params=init_params,
-        init_from=graft_encoder if encoder_params is not None else None,
+        init_from=graft_encoder if start_params is not None else None,
         loss_fn=make_loss_fn(module, config),
         train_batches=batches,
         evaluate=evaluate_params,

@@ -1,0 +1,41 @@
+"""The NLI classifier of a trained sentence encoder: softmax over [u, v, |u-v|, u*v] through an
+MLP (1,024 tanh units), trained on the SNLI train subset (20,000 pairs) with the encoder frozen
+(`optim.freeze="bert"`), so its embeddings, and its similarity scores, stay exactly as they were.
+A stage of the recipes in scripts/reproduce.sh; it needs an encoder to start from.
+
+    python scripts/finetune.py --config configs/sbert_nli_head.py --workdir runs/nli_head \
+        --config.init_from=runs/sts
+
+Add --config.optim.freeze= --config.optim.lr=2e-5 to go on training the encoder too (starting
+from a trained head: init_from a run of this config); that raises NLI accuracy and costs STS.
+Expected: see the README's results table (each recipe's rows give this stage's effect and time).
+"""
+
+from jaxbert.configs import finetune_config
+
+
+def get_config():
+    config = finetune_config()
+    config.model.size = "mini"  # used only from scratch; init_from brings its own shapes
+    config.sbert.objective = "softmax"
+    config.sbert.pooling = "mean"
+    config.sbert.features = "u,v,|u-v|,u*v"
+    config.sbert.head_hidden = 1024
+    config.optim.freeze = "bert"
+    config.optim.lr = 1e-3
+    config.optim.weight_decay = 0.01
+    config.data.train = "snli_train_subset,snli_train_subset_2k"
+    config.data.eval_nli = "snli_dev"
+    config.data.eval_sts = "stsb_dev"
+    config.data.max_eval_pairs = 3000
+    config.data.max_len = 64
+    config.train.batch_size = 64
+    config.train.num_steps = 0
+    config.train.epochs = 4.0
+    config.train.log_every = 25
+    config.train.eval_every = 300
+    config.train.checkpoint_every = 300
+    config.train.keep_checkpoints = 1
+    config.train.eval_at_start = False
+    config.train.primary_metric = "nli_accuracy"
+    return config
