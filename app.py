@@ -27,7 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from jaxbert import app_support as support
-from jaxbert import feedback, feedback_report, plots, run_card
+from jaxbert import deploy, feedback, feedback_report, plots, run_card
 from jaxbert.app_support import InputError
 from jaxbert.data import nli
 from jaxbert.serve import SentenceModel
@@ -67,7 +67,7 @@ python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sb
     show_spinner="Loading the model and compiling it for single queries…", max_entries=2
 )
 def load_model(path: str) -> SentenceModel:
-    model = SentenceModel.load(path)
+    model = deploy.load(path)  # a deployment bundle's model folder, a run, hf:<folder>
     # Compile what a single query runs (one sentence in each length bucket up to 64 tokens, the
     # classifier) now, so the first query is as fast as the next ones. "a a a": n words, n tokens.
     for bucket in [b for b in model.buckets if b <= 64]:
@@ -744,12 +744,21 @@ def show_comparison(report: dict) -> None:
     st.image(buffer.getvalue())
 
 
+def open_model(path: str) -> None:
+    st.session_state.model_path = path
+
+
 def no_model_page(problem: str) -> None:
     st.title("jaxbert")
     if problem:
         st.error(problem, icon=":material/error:")
     else:
         st.info("No model loaded yet.", icon=":material/info:")
+    found = support.find_models(support.runs_dirs_from(sys.argv[1:], os.environ))
+    if found:
+        st.markdown("**Models found** (under `runs/` and `--runs_dir`; newest first)")
+        for i, path in enumerate(found[:20]):
+            st.button(path, key=f"open_model_{i}", on_click=open_model, args=(path,))
     st.markdown(
         "Type a run directory in the sidebar, or start the app with one:\n\n"
         "`streamlit run app.py -- --model runs/sbert_small` or "

@@ -2,6 +2,7 @@
 
 - `model_path_from` / `feedback_db_from`: the model directory and the judgements database from
   `--model` / `--feedback_db` (after `--`) or $JAXBERT_MODEL / $JAXBERT_FEEDBACK_DB.
+- `find_models`: the models under `runs/` and `--runs_dir`, newest first (the no-model page).
 - `batch_judgements`: the rows of a batch result a person corrected, as `feedback.Judgement`s.
 - `parse_pairs` / `parse_sentences`: an uploaded or pasted CSV/TSV of sentence pairs, or a list of
   sentences, checked against caps; anything unusable raises `InputError` with a message a user
@@ -19,6 +20,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import time
 from collections.abc import Mapping, Sequence
 
@@ -60,6 +62,36 @@ def feedback_db_from(argv: Sequence[str], environ: Mapping[str, str]) -> str:
     """`--feedback_db FILE` in argv, else $JAXBERT_FEEDBACK_DB, else the per-user default
     (`feedback.default_path`)."""
     return _flag(argv, "feedback_db") or feedback.default_path(environ)
+
+
+def runs_dirs_from(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """Folders to look for models in: runs/, then `--runs_dir DIR` or $JAXBERT_RUNS_DIR."""
+    extra = _flag(argv, "runs_dir") or environ.get("JAXBERT_RUNS_DIR", "")
+    return list(dict.fromkeys(["runs", *([extra] if extra else [])]))
+
+
+def find_models(folders: Sequence[str]) -> list[str]:
+    """Model paths in the folders (and the folders themselves), newest first: run directories
+    with a checkpoint, deployment bundles' model folders, and Hugging Face / sentence-transformers
+    folders (as `hf:<folder>`)."""
+    from jaxbert import checkpoint, deploy
+
+    found = {}
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        names = sorted(os.listdir(folder))
+        for path in [folder, *(os.path.join(folder, n) for n in names)]:
+            if not os.path.isdir(path):
+                continue
+            model = os.path.join(path, "model")
+            if checkpoint.has_checkpoint(path) or deploy.is_served(path):
+                found[path] = os.path.getmtime(path)
+            elif deploy.is_served(model):  # a bundle
+                found[model] = os.path.getmtime(model)
+            elif os.path.isfile(os.path.join(path, "model.safetensors")):
+                found[f"hf:{path}"] = os.path.getmtime(path)
+    return sorted(found, key=lambda path: -found[path])
 
 
 def clip_text(text: str, max_chars: int) -> tuple[str, bool]:

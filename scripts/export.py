@@ -3,25 +3,51 @@
     python scripts/export.py --model runs/sbert_small --out exported/sbert_small
     python scripts/export.py --model path/to/hf_or_sentence_transformers_folder --out exported/x
 
+    python scripts/export.py --deploy deploy/sbert_small --model runs/sbert_small
+
 The folder loads with `transformers.BertModel.from_pretrained(out)` and
 `sentence_transformers.SentenceTransformer(out)`. A run exports its best checkpoint: the encoder,
 its pooling and normalisation, and the MLM/NSP heads of a pretraining run.
+
+--deploy writes a self-contained bundle for a CPU host instead (jaxbert.deploy): the model as
+16-bit safetensors with its NLI head, app.py, the jaxbert wheel, CPU-only requirements, a
+Dockerfile and Streamlit's config; `streamlit run app.py -- --model model` runs it.
 """
 
 import argparse
 import logging
 
-from jaxbert import checkpoint, cli, hf
+from jaxbert import checkpoint, cli, deploy, hf
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="run directory, or HF / ST folder")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", help="output folder (Hugging Face / sentence-transformers)")
+    parser.add_argument("--deploy", help="output folder of a deployment bundle (app + model)")
+    parser.add_argument(
+        "--serve_dtype",
+        default=deploy.SERVE_DTYPE,
+        choices=deploy.SERVE_DTYPES,
+        help="--deploy: compute dtype the bundle serves in (parameters are stored as float16)",
+    )
     args = parser.parse_args()
+    if bool(args.out) == bool(args.deploy):
+        parser.error("give one of --out (Hugging Face folder) or --deploy (app bundle)")
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
     )
+    if args.deploy:
+        bundle = deploy.write_bundle(args.model, args.deploy, args.serve_dtype)
+        logging.info(
+            "wrote %s: %d files, %.1f MB; run it with: cd %s && streamlit run app.py -- "
+            "--model model",
+            bundle["path"],
+            len(bundle["files"]),
+            bundle["bytes"] / 1e6,
+            bundle["path"],
+        )
+        return
 
     source = args.model.removeprefix("hf:")
     # A run directory has a config.json too (the experiment's): its checkpoints tell it apart.

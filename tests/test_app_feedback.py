@@ -197,3 +197,21 @@ def test_judgements_tab_counts_compares_and_offers_downloads(app, tiny, feedback
     assert tab.get("imgs") or tab.get("image")  # the comparison chart
     latest = next(d.value for d in tab.dataframe if d.value.columns[0] == "created_at")
     assert latest["sentence1"].tolist() == [PREMISE, PREMISE]
+
+
+def test_no_model_named_offers_the_models_it_finds(tiny, monkeypatch, tmp_path):
+    import os
+
+    runs = tmp_path / "more_runs"
+    runs.mkdir()
+    os.symlink(tiny["run"], runs / "sbert_tiny")
+    os.symlink(tiny["hf"][3:], runs / "encoder")
+    found = app_support.find_models([str(runs), str(tmp_path / "missing")])
+    assert set(found) == {str(runs / "sbert_tiny"), f"hf:{runs / 'encoder'}"}
+    monkeypatch.setenv("JAXBERT_RUNS_DIR", str(runs))
+    at = start(monkeypatch, None)
+    buttons = {b.label: b for b in at.button if (b.key or "").startswith("open_model_")}
+    assert str(runs / "sbert_tiny") in buttons
+    buttons[str(runs / "sbert_tiny")].click().run()
+    assert not at.exception and at.tabs  # the model is loaded
+    assert at.sidebar.text_input(key="model_path").value == str(runs / "sbert_tiny")
