@@ -13,6 +13,7 @@ directory alone rebuilds the model for serving.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -110,6 +111,10 @@ def with_digests(meta: dict, items: dict[str, Any]) -> dict:
     meta = dict(meta, **{DIGESTS_KEY: {name: array_digests(t) for name, t in items.items()}})
     meta[META_DIGEST_KEY] = meta_digest(meta)
     return meta
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint could not be written (the previous ones are intact)."""
 
 
 class DamagedCheckpointError(CheckpointError):
@@ -261,6 +266,7 @@ class Checkpointer:
             if damaged:
                 _move_aside(self.directory, damaged)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._saving: int | None = None  # the step of the save in flight
 
     def all_steps(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -283,16 +289,36 @@ class Checkpointer:
         """Saves asynchronously; call `wait()` before reading it back or exiting. The meta gets
         a digest of every array (checked by `restore`)."""
         meta = with_digests(meta, {"params": params, "train": train})
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(
-                params=ocp.args.StandardSave(params),
-                train=ocp.args.StandardSave(train),
-                meta=ocp.args.JsonSave(meta),
-            ),
-            metrics=metrics,
-            force=True,
-        )
+        self.wait()  # Orbax waits for the previous save anyway; its failure is named here
+        self._saving = step
+        with self._writing():
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    params=ocp.args.StandardSave(params),
+                    train=ocp.args.StandardSave(train),
+                    meta=ocp.args.JsonSave(meta),
+                ),
+                metrics=metrics,
+                force=True,
+            )
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A failed write (a full disk, a file-size limit, a lost mount) as one CheckpointError
+        line naming the step and the newest complete checkpoint, which Orbax's atomic
+        rename leaves as it was."""
+        try:
+            yield
+        except Exception as error:
+            _quiet_failed_reads()
+            complete = [s for s in _step_numbers(self.directory) if s != self._saving]
+            kept = f"step {complete[-1]}" if complete else "none"
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {self._saving} in {self.directory} "
+                f"({one_line(error)}); the newest complete checkpoint ({kept}) is intact: free "
+                "some space and rerun the same command to resume from it"
+            ) from error
 
     def restore(self, params_template: Any, train_template: Any, step: int | None = None):
         """Restores (step, params, train, meta), newest first, skipping unreadable checkpoints.
@@ -333,11 +359,14 @@ class Checkpointer:
         self._manager.reload()
 
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        with self._writing():
+            self._manager.wait_until_finished()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        try:
+            self.wait()
+        finally:
+            self._manager.close()
 
 
 def has_checkpoint(run_dir: str) -> bool:

@@ -138,3 +138,27 @@ logging.getLogger("asyncio").error("another asyncio error")
     assert "something else" in result.stderr and "another asyncio error" in result.stderr
     assert "Event loop is closed" not in result.stderr
     assert "never retrieved" not in result.stderr
+
+
+def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path):
+    # RLIMIT_FSIZE makes writes past 1 MB fail with EFBIG, as a full disk fails them.
+    script = f"""
+import resource, jax.numpy as jnp
+from jaxbert import checkpoint
+checkpointer = checkpoint.Checkpointer({str(tmp_path)!r})
+checkpointer.save(1, params={{"w": jnp.ones(16)}}, train={{"step": jnp.int32(1)}}, meta={{}})
+checkpointer.wait()
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+big = jnp.arange(1_000_000, dtype=jnp.float32)  # 4 MB of distinct values
+checkpointer.save(2, params={{"w": big}}, train={{"step": jnp.int32(2)}}, meta={{}})
+try:
+    checkpointer.close()
+except checkpoint.CheckpointWriteError as error:
+    print("ERROR", error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("ERROR")]
+    assert "could not write the checkpoint of step 2" in line and "(step 1) is intact" in line
+    params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
+    assert step == 1 and params["w"].shape == (16,)
