@@ -31,7 +31,7 @@ def get_config():
     config.data.max_len = 64
     config.train.batch_size = 64
     config.train.num_steps = 0
-    config.train.epochs = 4.0
+    config.train.epochs = 3.0
     config.train.log_every = 25
     config.train.eval_every = 300
     config.train.checkpoint_every = 300

@@ -154,6 +154,7 @@ def finetune_config() -> ml_collections.ConfigDict:
             student_init="",
             student_layers="0,5",
             student_vocab=0,  # keep this many of the teacher's tokens (0 = all)
+            student_intermediate=0,  # prune feed-forward blocks to this many units (0 = keep)
             cache_dir=".cache/jaxbert/teacher",
         )
     )

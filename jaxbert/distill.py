@@ -168,16 +168,33 @@ def trimmed_vocabulary(tokenizer: BertTokenizer, counts: np.ndarray, size: int) 
     return np.array(sorted(keep), np.int64)
 
 
+def pruned_feed_forward(layer: dict, size: int) -> dict:
+    """The layer with its feed-forward block cut to the `size` intermediate units that matter
+    most (the product of each unit's input and output weight norms), in their original order."""
+    inner, outer = layer["intermediate"]["dense"], layer["output"]["dense"]
+    importance = np.linalg.norm(inner["kernel"], axis=0) * np.linalg.norm(outer["kernel"], axis=1)
+    keep = np.sort(np.argsort(-importance, kind="stable")[:size])
+    return dict(
+        layer,
+        intermediate={"dense": {"kernel": inner["kernel"][:, keep], "bias": inner["bias"][keep]}},
+        output=dict(
+            layer["output"], dense={"kernel": outer["kernel"][keep], "bias": outer["bias"]}
+        ),
+    )
+
+
 def student_from_teacher(
     teacher: SentenceModel,
     layers: Sequence[int],
     keep_ids: np.ndarray | None,
     out_dir: str,
     vocab_multiple: int = 128,
+    intermediate_size: int = 0,
 ) -> tuple[BertConfig, BertTokenizer, dict]:
     """A smaller encoder cut out of the teacher (as DistilBERT and sentence-transformers'
-    distillation example start their students): the teacher's layers `layers`, in order, and
-    its embedding rows `keep_ids` (all when None). Writes the student's vocab.txt to `out_dir`.
+    distillation example start their students): the teacher's layers `layers`, in order, their
+    feed-forward blocks pruned to `intermediate_size` units (0 = kept whole), and its embedding
+    rows `keep_ids` (all when None). Writes the student's vocab.txt to `out_dir`.
     Returns (config, tokenizer, {"bert": params})."""
     bert = jax.tree.map(np.asarray, teacher.params["bert"])
     config = teacher.model_config
@@ -196,13 +213,29 @@ def student_from_teacher(
     new_word = np.zeros((rows, word.shape[1]), word.dtype)
     new_word[: len(keep_ids)] = word[keep_ids]
     embeddings = dict(bert["embeddings"], word_embeddings={"embedding": new_word})
+    intermediate_size = intermediate_size or config.intermediate_size
+    if not 0 < intermediate_size <= config.intermediate_size:
+        raise ValueError(
+            f"student intermediate size {intermediate_size} must be in "
+            f"1..{config.intermediate_size}"
+        )
     encoder_layers = bert["encoder"]["layer"]
+    chosen = [encoder_layers[str(i)] for i in layers]
+    if intermediate_size < config.intermediate_size:
+        chosen = [pruned_feed_forward(layer, intermediate_size) for layer in chosen]
     params = dict(
         bert,
         embeddings=embeddings,
-        encoder={"layer": {str(k): encoder_layers[str(i)] for k, i in enumerate(layers)}},
+        encoder={"layer": {str(k): layer for k, layer in enumerate(chosen)}},
     )
-    student = BertConfig.from_dict(dict(config.to_dict(), num_layers=len(layers), vocab_size=rows))
+    student = BertConfig.from_dict(
+        dict(
+            config.to_dict(),
+            num_layers=len(layers),
+            vocab_size=rows,
+            intermediate_size=intermediate_size,
+        )
+    )
     return student, tokenizer, {"bert": params}
 
 

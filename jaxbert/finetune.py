@@ -54,7 +54,12 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
             )
         layers = [int(i) for i in _split_list(config.distill.student_layers)]
         model_config, tokenizer, params = distill.student_from_teacher(
-            teacher, layers, keep, run_dir, config.model.vocab_multiple
+            teacher,
+            layers,
+            keep,
+            run_dir,
+            config.model.vocab_multiple,
+            intermediate_size=config.distill.student_intermediate,
         )
         return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if config.init_from:

@@ -53,7 +53,7 @@ def test_overrides_and_typos():
     problems = cli.unknown_overrides(["prog", "--config", path, "--config.optim.learning_rate=1"])
     assert len(problems) == 1
     assert "has no field 'optim.learning_rate'" in problems[0]
-    assert "optim has: b1, b2, clip_norm, eps, grad_accum, lr," in problems[0]
+    assert "optim has: b1, b2, clip_norm, eps, freeze, grad_accum, lr," in problems[0]
     assert cli.unknown_overrides(["prog", f"--config={path}", "--config.optim.lr=1"]) == []
     (problem,) = cli.unknown_overrides(["prog", f"--config={path}", "--config.optm.lr=1"])
     assert "did you mean --config.optim.lr?" in problem
@@ -117,3 +117,11 @@ def test_exit_on_input_error_keeps_tracebacks_for_bugs(monkeypatch):
     monkeypatch.setenv("JAXBERT_TRACEBACK", "1")
     with pytest.raises(ValueError, match="unknown label"):
         cli.exit_on_input_error(bad_label)()
+
+
+def test_reproduce_script_names_its_recipes():
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+    done = subprocess.run(["bash", script, "bogus", "/tmp/x"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown recipe 'bogus': scratch, distill or nli" in done.stderr
+    done = subprocess.run(["bash", script], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage:" in done.stderr

