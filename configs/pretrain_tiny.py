@@ -7,7 +7,10 @@
 
 The corpus is the package's own sample (`jaxbert.sample_data.CORPUS`: 1,766 documents from US
 State of the Union addresses, public domain), so it runs offline on a fresh machine.
-Expected (2-core CPU): about a minute. A smoke run of the pipeline, not a useful encoder.
+Expected (2-core CPU, measured 2026-12-05 under load): 71 s of CPU time for the whole command
+(tokenizer training + corpus cache ~3 s, then 300 steps), about a minute on idle cores; final
+eval MLM accuracy ~9 %, perplexity ~610, NSP accuracy ~57 %. A smoke run of the pipeline, not
+a useful encoder.
 """
 
 from jaxbert import sample_data
