@@ -19,7 +19,9 @@ CURVE_METRICS = (
     "mlm_accuracy",
     "nsp_accuracy",
     "accuracy",
-    "stsb_spearman",
+    "mse",
+    "sts_spearman",
+    "nli_accuracy",
     "lr",
 )
 
@@ -125,6 +127,53 @@ def plot_feedback_comparison(report: dict, out_path: str) -> str:
                 ax.text(value, row, f" {value:.3f}", va="bottom", fontsize=8)
         ax.set_yticks(rows, [name[-40:] for name in names])
         ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
+def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
+    """Dev quality against training time, one line per recipe through all its stages.
+
+    recipes: name -> [run directory of each stage, ...] in order (missing ones are skipped).
+    Each run's eval points (metrics.jsonl) are placed at the wall-clock minutes spent so far:
+    the earlier stages' `wall_seconds` (summary.json) plus this stage's, shared out by step. Panels: STS-B dev
+    Spearman and SNLI dev accuracy (where a stage measures it); stage boundaries are marked.
+    """
+    import json
+    import os
+
+    panels = (("sts_spearman", "STS-B dev Spearman"), ("nli_accuracy", "SNLI dev accuracy (%)"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, stages in recipes.items():
+        offset, lines = 0.0, {key: [] for key, _ in panels}
+        for run_dir in stages:
+            summary_path = os.path.join(run_dir, "summary.json")
+            if not os.path.exists(summary_path):
+                continue
+            with open(summary_path) as f:
+                summary = json.load(f)
+            minutes, steps = summary.get("wall_seconds", 0.0) / 60, max(summary.get("steps", 1), 1)
+            series = read_metrics(os.path.join(run_dir, "metrics.jsonl")).get("eval", {})
+            for key, _ in panels:
+                scale = 100.0 if key == "nli_accuracy" else 1.0
+                lines[key] += [
+                    (offset + minutes * s / steps, v * scale) for s, v in series.get(key, [])
+                ]
+            offset += minutes
+            for ax in axes:
+                ax.axvline(offset, color="0.85", lw=0.8)
+        for ax, (key, title) in zip(axes, panels):
+            if lines[key]:
+                x, y = zip(*lines[key])
+                ax.plot(x, y, "o-", markersize=3, label=name)
+            ax.set_title(title)
+            ax.set_xlabel("training minutes (2-core CPU), all stages")
+            ax.grid(alpha=0.3)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
