@@ -138,9 +138,11 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
 
     recipes: name -> [run directory of each stage, ...] in order (missing ones are skipped).
     Each run's eval points (metrics.jsonl) are placed at the wall-clock minutes spent so far:
-    the earlier stages' `wall_seconds` (summary.json) plus this stage's, shared out by step. Panels: STS-B dev
-    Spearman and SNLI dev accuracy (where a stage measures it); stage boundaries are marked.
+    the earlier stages' `wall_seconds` (summary.json) plus this stage's, shared out by step.
+    Panels: STS-B dev Spearman and SNLI dev accuracy (where a stage measures it); stage
+    boundaries are marked.
     """
+
     import json
     import os
 
