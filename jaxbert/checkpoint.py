@@ -90,11 +90,25 @@ def _checksums(tree):
     return jax.tree.map(one, tree)
 
 
+def _path_name(path) -> str:
+    """`opt_state/1/0/mu/bert/...`: the same for a NamedTuple, a dict or a list holding the
+    leaf, so a tree restored without a template (dicts throughout) checks as well."""
+    parts = []
+    for entry in path:
+        for attribute in ("key", "name", "idx"):
+            if hasattr(entry, attribute):
+                parts.append(str(getattr(entry, attribute)))
+                break
+        else:
+            parts.append(str(entry))
+    return "/".join(parts)
+
+
 def array_digests(tree) -> dict[str, str]:
     """{path: 16 hex digits} for every array of `tree` (computed where the arrays live)."""
     sums = jax.device_get(_checksums(tree))
     return {
-        jax.tree_util.keystr(path): f"{int(s[0]):08x}{int(s[1]):08x}"
+        _path_name(path): f"{int(s[0]):08x}{int(s[1]):08x}"
         for path, s in jax.tree_util.tree_leaves_with_path(sums)
     }
 
@@ -135,7 +149,7 @@ def verify(meta: dict, items: dict[str, Any]) -> None:
         bad += [path for path in expected if path not in actual]
         if bad:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
-            raise DamagedCheckpointError(f"{name}{bad[0]}{more} do not match their digests")
+            raise DamagedCheckpointError(f"{name}/{bad[0]}{more} do not match their digests")
 
 
 def _report_unusable(step: int, error: BaseException, reported: set | None = None) -> None:
