@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 from typing import Any
@@ -104,6 +105,19 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
+_KEYSTR_PART = re.compile(r"\['((?:[^'\\]|\\.)*)'\]|\[(\d+)\]|\.(\w+)")
+
+
+def _plain_key(key: str) -> str:
+    """Digest keys of the first checkpoints with digests were jax keystr paths
+    (`['opt_state'][1][0].mu`); read them as plain paths."""
+    if not key.startswith(("[", ".")):
+        return key
+    return "/".join(
+        next(g for g in m.groups() if g is not None) for m in _KEYSTR_PART.finditer(key)
+    )
+
+
 def array_digests(tree) -> dict[str, str]:
     """{path: 16 hex digits} for every array of `tree` (computed where the arrays live)."""
     sums = jax.device_get(_checksums(tree))
@@ -144,7 +158,8 @@ def verify(meta: dict, items: dict[str, Any]) -> None:
     if not saved:
         return
     for name, tree in items.items():
-        expected, actual = saved.get(name, {}), array_digests(tree)
+        expected = {_plain_key(k): v for k, v in saved.get(name, {}).items()}
+        actual = array_digests(tree)
         bad = [path for path in actual if expected.get(path) != actual[path]]
         bad += [path for path in expected if path not in actual]
         if bad:

@@ -170,3 +170,16 @@ except checkpoint.CheckpointWriteError as error:
     assert "could not write the checkpoint of step 2" in line and "(step 1) is intact" in line
     params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
     assert step == 1 and params["w"].shape == (16,)
+
+
+def test_digests_written_as_keystr_paths_still_check(tmp_path):
+    # The first checkpoints with digests keyed them by jax's keystr (['dense']['kernel']).
+    save_two_steps(tmp_path)
+    path = tmp_path / "checkpoints" / "2" / "meta" / "metadata"
+    meta = json.loads(path.read_text())
+    for item in meta[checkpoint.DIGESTS_KEY].values():
+        for key in list(item):
+            item["".join(f"['{part}']" for part in key.split("/"))] = item.pop(key)
+    meta[checkpoint.META_DIGEST_KEY] = checkpoint.meta_digest(meta)
+    path.write_text(json.dumps(meta))
+    assert restore(tmp_path)[0] == 2
