@@ -64,11 +64,12 @@ def bench_finetune(
     )
     mesh = train.make_mesh()
     replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-    tx, _, _ = update.make_optimizer(configs.finetune_config().optim, total_steps=100_000)
+    config = configs.finetune_config()  # the softmax objective, as sentence-transformers' peer
+    tx, _, _ = update.make_optimizer(config.optim, total_steps=100_000)
     initial = jax.device_get(params)
     state = jax.jit(lambda p: update.create_state(p, tx, None), out_shardings=replicated)(params)
     step = jax.jit(
-        update.make_train_step(finetune.make_loss_fn(module, "softmax", 20.0), tx),
+        update.make_train_step(finetune.make_loss_fn(module, config), tx),
         in_shardings=(replicated, sharded, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=(0,),
