@@ -214,7 +214,8 @@ def test_ten_thousand_texts(model):
     texts = [f"{SENTENCES[i % 4]} number {i}" for i in range(10_000)]
     out = model.encode(texts)
     assert out.shape == (10_000, model.hidden_size) and np.isfinite(out).all()
-    np.testing.assert_array_equal(out[1234], model.encode(texts[1234]))
+    # As tests/test_serve_evaluate.py: other batch shapes may round differently.
+    np.testing.assert_allclose(out[1234], model.encode(texts[1234]), atol=1e-5)
 
 
 def mixed_calls(n: int, seed: int) -> list[tuple]:
