@@ -56,7 +56,7 @@ def build_tokenizer(config, run_dir: str, documents, init_tokenizer=None) -> Ber
     # Only a checkpoint makes the saved tokenizer the run's: a run that failed before its first
     # one (bad data, say) leaves a tokenizer that a rerun with other data must not inherit. The
     # checkpoint's own copy is the one its embeddings were trained with (tokenizer.json may be
-    # gone, and WordPiece training is not reproducible).
+    # gone or edited, and retraining would depend on the data and settings being unchanged).
     if checkpoint.has_checkpoint(run_dir):
         _, tokenizer = checkpoint.model_and_tokenizer(checkpoint.load_meta(run_dir))
         if not os.path.exists(os.path.join(run_dir, TOKENIZER_FILE)):
