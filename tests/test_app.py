@@ -185,16 +185,9 @@ def test_no_model_page_says_how_to_get_one(monkeypatch):
     assert not at.exception and not at.tabs
     assert "No model loaded" in at.info[0].value
     commands = at.code[0].value
-    assert (
-        "python scripts/pretrain.py --config configs/pretrain_small.py --workdir runs/wiki_small"
-        in commands
-    )
-    assert "--config.data.train_files=" in commands
-    assert (
-        "python scripts/finetune.py --config configs/sbert_nli_small.py --workdir runs/sbert_small"
-        in commands
-    )
-    assert "--config.init_from=runs/wiki_small" in commands
+    for recipe in ("nli", "distill", "scratch"):
+        assert f"bash scripts/reproduce.sh {recipe} runs/{recipe}" in commands
+    assert "runs/nli/final" in commands
 
 
 @pytest.mark.parametrize(
