@@ -32,8 +32,10 @@ def frozen_labels(params, frozen: tuple[str, ...]):
     missing = [name for name in frozen if name not in params]
     if missing:
         raise ValueError(f"optim.freeze names {missing}, not among the parameters {list(params)}")
-    return {k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
-            for k, v in params.items()}
+    return {
+        k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
+        for k, v in params.items()
+    }
 
 
 def decay_mask(params):
