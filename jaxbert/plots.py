@@ -148,7 +148,7 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
 
     panels = (("sts_spearman", "STS-B dev Spearman"), ("nli_accuracy", "SNLI dev accuracy (%)"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, stages in recipes.items():
+    for index, (name, stages) in enumerate(recipes.items()):
         offset, lines = 0.0, {key: [] for key, _ in panels}
         for run_dir in stages:
             summary_path = os.path.join(run_dir, "summary.json")
@@ -169,7 +169,7 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
         for ax, (key, title) in zip(axes, panels):
             if lines[key]:
                 x, y = zip(*lines[key])
-                ax.plot(x, y, "o-", markersize=3, label=name)
+                ax.plot(x, y, "o-", markersize=3, label=name, color=f"C{index}")
             ax.set_title(title)
             ax.set_xlabel("training minutes (2-core CPU), all stages")
             ax.grid(alpha=0.3)
