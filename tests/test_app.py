@@ -201,7 +201,7 @@ def test_a_bad_model_path_is_a_message_not_a_stack_trace(make, message, tmp_path
     at = start(monkeypatch, str(make(tmp_path)))
     assert not at.exception and not at.tabs
     assert message in at.error[0].value and "Cannot load a model" in at.error[0].value
-    assert "scripts/finetune.py" in at.code[0].value
+    assert "scripts/reproduce.sh nli" in at.code[0].value
 
 
 def test_model_path_from_the_sidebar(tiny, monkeypatch):
