@@ -5,7 +5,8 @@ stage of the recipes in scripts/reproduce.sh; it needs an encoder to start from.
     python scripts/finetune.py --config configs/sbert_nli_mnr.py --workdir runs/nli_mnr \
         --config.init_from=runs/budget
 
-Expected: see the README's results table (each recipe's rows give this stage's effect and time).
+Expected (2-core CPU, shared, 2026-12-05): from the budget pretraining run, 208 steps in 4.5 min;
+STS-B dev 50.1 -> 69.7.
 """
 
 from jaxbert.configs import finetune_config

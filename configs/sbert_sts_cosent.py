@@ -5,7 +5,8 @@ scripts/reproduce.sh; it needs an encoder to start from.
     python scripts/finetune.py --config configs/sbert_sts_cosent.py --workdir runs/sts \
         --config.init_from=runs/nli_mnr
 
-Expected: see the README's results table (each recipe's rows give this stage's effect and time).
+Expected (2-core CPU, shared, 2026-12-05): after the MNR stage of the scratch recipe, 640 steps
+in 6 min; STS-B dev 69.7 -> 77.29, SICK-R trial 71.80.
 """
 
 from jaxbert.configs import finetune_config
