@@ -14,7 +14,7 @@ the teacher's 22.7 M, and a third of its matmul work per token. It then learns t
 79.6 STS-B dev (the teacher 86.72).
 
 Expected (2-core CPU shared with other jobs, 2026-12-05, seed 0): 1,192 steps of 128 sentences in
-34 min after ~10 min of teacher encoding (152,594 sentences, once); STS-B dev 82.56, SICK-R trial
+34 min after ~13 min of teacher encoding (152,594 sentences, once); STS-B dev 82.56, SICK-R trial
 75.39 (teacher 86.72 / 79.80); encode 2.5x the teacher's sentences/s.
 """
 
