@@ -9,7 +9,7 @@ Scale it with --config.train.num_steps (the schedule follows); on a GPU with --c
 and a bigger batch. `bash scripts/reproduce.sh scratch WORKDIR` runs it and the fine-tuning
 stages after it. Expected (2-core CPU): see the README's from-scratch rows (the time of each
 stage and its dev scores are there). Measured (2026-12-05, shared CPU, load 5-12): ~4.6 s per
-step (about 1.5 s on idle cores); stopped at step 675 of 900 after 51 min: held-out MLM accuracy
+step; stopped at step 675 of 900 after 51 min: held-out MLM accuracy
 13.2 %, perplexity 715 at step 600; mean-pooled STS-B dev 50.1.
 """
 

@@ -529,8 +529,9 @@ def model_and_tokenizer(meta: dict) -> tuple[BertConfig, BertTokenizer]:
 
 def load_encoder(init_from: str):
     """(BertConfig, BertTokenizer, params) to start a run from: another run directory (its
-    `bert` subtree, plus pretraining heads `cls` when it has them) or `hf:<folder>` (a Hugging
-    Face BERT / sentence-transformers folder, safetensors only)."""
+    `bert` encoder and whatever heads it has: pretraining's `cls`, a fine-tuning run's projection
+    and NLI head; each caller takes the ones its model has) or `hf:<folder>` (a Hugging Face
+    BERT / sentence-transformers folder, safetensors only)."""
     if init_from.startswith("hf:"):
         from jaxbert import hf
 
@@ -540,5 +541,4 @@ def load_encoder(init_from: str):
     if "bert" not in params:
         raise CheckpointError(f"{init_from!r} (step {step}) holds no BERT encoder")
     log.info("initialising the encoder from %s, step %d", init_from, step)
-    kept = {k: v for k, v in params.items() if k in ("bert", "cls")}
-    return (*model_and_tokenizer(meta), kept)
+    return (*model_and_tokenizer(meta), params)

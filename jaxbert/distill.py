@@ -243,6 +243,3 @@ def _lowercases(tokenizer: BertTokenizer) -> bool:
     probe = tokenizer.backend.normalizer
     return probe is not None and probe.normalize_str("A") == "a"
 
-
-def parameter_count(params) -> int:
-    return int(sum(np.prod(np.shape(x)) for x in jax.tree.leaves(params)))

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("softmax", "mnr", "cosine", "cosent", "distill")
 SCORE_OBJECTIVES = ("cosine", "cosent")  # trained on similarity scores rather than labels
+HEADS = ("projection", "classifier_hidden", "classifier")  # SentenceBert's parts beside `bert`
 METRIC_MODES = {"sts_spearman": "max", "nli_accuracy": "max", "eval_loss": "min"}
 
 
@@ -64,7 +65,9 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
         return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if config.init_from:
         model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
-        params = {"bert": params["bert"], **_trained_heads(config.init_from)}
+        # A distilled student keeps its projection; an NLI head trained on a frozen encoder goes
+        # on training with it.
+        params = {k: v for k, v in params.items() if k == "bert" or k in HEADS}
         return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if not config.tokenizer.vocab_file:
         raise ValueError(
@@ -76,19 +79,6 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
     )
     model_config = configs.bert_config(config.model, tokenizer.vocab_size)
     return model_config, tokenizer, None
-
-
-HEADS = ("projection", "classifier_hidden", "classifier")
-
-
-def _trained_heads(init_from: str) -> dict:
-    """The projection and NLI head of a fine-tuning run, so a later stage starts from them too
-    (a distilled student keeps its projection; an NLI head trained on a frozen encoder goes on
-    training with it). Imported Hugging Face models have none."""
-    if init_from.startswith("hf:"):
-        return {}
-    params, _, _ = checkpoint.load_params(init_from, which="best")
-    return {k: v for k, v in params.items() if k in HEADS}
 
 
 def read_training_pairs(config) -> nli.PairDataset:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
@@ -142,9 +145,6 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
     Panels: STS-B dev Spearman and SNLI dev accuracy (where a stage measures it); stage
     boundaries are marked.
     """
-
-    import json
-    import os
 
     panels = (("sts_spearman", "STS-B dev Spearman"), ("nli_accuracy", "SNLI dev accuracy (%)"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))

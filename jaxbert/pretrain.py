@@ -268,7 +268,7 @@ def pretrain(config, run_dir: str) -> dict:
         return model.init(rng, ids, ids, jnp.ones_like(ids), positions)["params"]
 
     def init_from(params):
-        loaded = init[2]
+        loaded = {k: v for k, v in init[2].items() if k in ("bert", "cls")}
         missing = [k for k in ("bert", "cls") if k not in loaded]
         if missing:
             log.warning("%s has no %s weights; those start fresh", config.init_from, missing)
