@@ -242,4 +242,3 @@ def student_from_teacher(
 def _lowercases(tokenizer: BertTokenizer) -> bool:
     probe = tokenizer.backend.normalizer
     return probe is not None and probe.normalize_str("A") == "a"
-
