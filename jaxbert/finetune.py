@@ -3,6 +3,8 @@
 Objectives (config.sbert.objective):
   softmax  cross-entropy of a classifier over [u, v, |u-v|] (SBERT; gradients reach the encoder)
   mnr      multiple-negatives ranking: premise -> its entailed hypothesis among the batch's
+           (with data.train="simcse:<text files>": each sentence -> itself under other dropout,
+           unsupervised SimCSE)
   cosine   regression of cos(u, v) on gold similarity scores (STS-B train)
   cosent   CoSENT ranking of cos(u, v) by gold similarity scores (STS-B, SICK relatedness)
   distill  MSE between the student's embedding of a sentence and a teacher's (`jaxbert.distill`)
@@ -83,7 +85,7 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
 
 def read_training_pairs(config) -> nli.PairDataset:
     """The training set for the objective, mixed from every dataset in config.data.train."""
-    datasets = [nli.read_pairs(_resolve(spec, config)) for spec in _split_list(config.data.train)]
+    datasets = [_read_training_source(spec, config) for spec in _split_list(config.data.train)]
     if not datasets:
         raise ValueError("config.data.train names no dataset")
     dataset = nli.mix(datasets)
@@ -112,6 +114,34 @@ def read_training_pairs(config) -> nli.PairDataset:
         )
     log.info("training on %d pairs of %s (%s objective)", len(dataset), dataset.name, objective)
     return dataset
+
+
+SIMCSE_PREFIX = "simcse:"
+
+
+def _read_training_source(spec: str, config) -> nli.PairDataset:
+    if not spec.startswith(SIMCSE_PREFIX):
+        return nli.read_pairs(_resolve(spec, config))
+    # Unsupervised SimCSE (Gao et al., 2021): every sentence paired with itself, for the mnr
+    # objective; the two copies differ only by their dropout masks, the other rows of the batch
+    # are the negatives. Up to data.max_train_pairs sentences (default 100,000) of the text files.
+    if config.sbert.objective != "mnr":
+        raise ValueError(f"{spec!r} pairs each sentence with itself: use sbert.objective='mnr'")
+    if config.model.hidden_dropout <= 0:
+        raise ValueError(f"{spec!r} needs dropout (model.hidden_dropout > 0): it is the only noise")
+    files = spec[len(SIMCSE_PREFIX) :]
+    limit = config.data.max_train_pairs or 100_000
+    sentences = distill.text_sentences(files, limit, seed=config.seed)
+    if not sentences:
+        raise ValueError(f"{spec!r}: no sentences of 4-48 words in {files!r}")
+    return nli.PairDataset(
+        sentence1=sentences,
+        sentence2=list(sentences),
+        labels=np.full(len(sentences), nli.NLI_LABELS.index("entailment"), np.int32),
+        label_names=tuple(nli.NLI_LABELS),
+        name="simcse",
+        stats={"read": len(sentences), "kept": len(sentences)},
+    )
 
 
 class DistillBatches(PairBatches):

@@ -257,3 +257,42 @@ def test_cosent_objective_and_a_frozen_encoder_with_an_mlp_head(teacher_dir, tmp
     config.optim.freeze = "encoder"
     with pytest.raises(ValueError, match="optim.freeze names"):
         finetune.finetune(config, str(tmp_path / "bad_freeze"))
+
+
+def test_simcse_pairs_each_text_sentence_with_itself_and_trains(teacher_dir, tmp_path):
+    from jaxbert import checkpoint
+
+    write_sts_file(tmp_path / "sts-dev.csv")
+    config = finetune_config()
+    config.init_from = str(teacher_dir / "run")
+    config.sbert.objective = "mnr"
+    config.data.train = "simcse:" + str(teacher_dir / "corpus.jsonl")
+    config.data.max_train_pairs = 40
+    config.data.eval_nli = ""
+    config.data.eval_sts = str(tmp_path / "sts-dev.csv")
+    config.data.max_len = 32
+    config.data.buckets = "16,32"
+    config.train.batch_size = 8
+    config.train.num_steps = 3
+    config.train.checkpoint_every = 3
+    pairs = finetune.read_training_pairs(config)
+    assert len(pairs) == 40 and pairs.sentence1 == pairs.sentence2
+    assert len(set(pairs.sentence1)) > 30  # sentences of many documents, not one repeated
+    finetune.finetune(config, str(tmp_path / "simcse"))
+    before, _, _ = checkpoint.load_params(str(teacher_dir / "run"), which="latest")
+    after, _, _ = checkpoint.load_params(str(tmp_path / "simcse"), which="latest")
+    query = ("bert", "encoder", "layer", "0", "attention", "self", "query", "kernel")
+
+    def pick(tree):
+        for key in query:
+            tree = tree[key]
+        return np.asarray(tree)
+
+    assert not np.array_equal(pick(before), pick(after))
+    config.model.hidden_dropout = 0.0
+    with pytest.raises(ValueError, match="needs dropout"):
+        finetune.read_training_pairs(config)
+    config.model.hidden_dropout = 0.1
+    config.sbert.objective = "softmax"
+    with pytest.raises(ValueError, match="use sbert.objective='mnr'"):
+        finetune.read_training_pairs(config)
