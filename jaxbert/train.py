@@ -545,7 +545,9 @@ class _StepLoop:
         total_steps = train_cfg.num_steps
         batches = self._batches()
         last_eval: dict = {}
-        if step == 0 and train_cfg.eval_at_start:  # the starting point, e.g. imported weights
+        # The starting point, e.g. imported weights; a run resumed from its step-0 checkpoint
+        # (killed before step 1's save) has evaluated and saved it already.
+        if step == 0 and train_cfg.eval_at_start and not setup.checkpointer.all_steps():
             state, last_eval = self.evaluation(state, 0)
             log.info(_format_eval(0, last_eval))
             # It may stay the best: fine-tuning can make a model worse.

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 
 import jax
@@ -276,6 +277,27 @@ def test_a_best_starting_point_is_kept(tmp_path):
     assert checkpoint.Checkpointer(str(tmp_path), read_only=True).all_steps() == [0, 15]
     _, _, step = checkpoint.load_params(str(tmp_path), which="best")
     assert step == 0
+
+
+def test_a_run_stopped_right_after_its_starting_point_resumes(tmp_path):
+    # Found by scripts/faults.py: kill -9 between the step-0 save and step 1 made every rerun
+    # evaluate and save step 0 again, and Orbax refuses to overwrite a step.
+    config = toy_config(num_steps=10, eval_at_start=True)
+    train.run(toy_task(ToyBatches()), config, str(tmp_path / "straight"))
+    run_dir = tmp_path / "run"
+    train.run(toy_task(ToyBatches()), config, str(run_dir))
+    # As a kill -9 before step 5's save leaves it: only the starting point's checkpoint.
+    os.remove(run_dir / "summary.json")
+    for step in ("5", "10"):
+        shutil.rmtree(run_dir / "checkpoints" / step)
+    assert checkpoint.Checkpointer(str(run_dir), read_only=True).all_steps() == [0]
+    summary = train.run(toy_task(ToyBatches()), config, str(run_dir))
+    assert summary["steps"] == 10 and summary["steps_this_session"] == 10
+    jax.tree.map(
+        np.testing.assert_array_equal, final_params(tmp_path / "straight"), final_params(run_dir)
+    )
+    steps = [json.loads(line)["step"] for line in open(run_dir / "metrics.jsonl")]
+    assert steps.count(0) == 1  # the starting point is evaluated once
 
 
 def test_resuming_with_another_model_size_says_so(tmp_path):
