@@ -118,6 +118,39 @@ def test_batch_rows_are_corrected_and_saved(app, tiny_model, feedback_db):
     assert FeedbackStore(feedback_db).count() == 0
 
 
+def test_batch_corrections_edited_in_the_table_are_saved_then_undone(app, feedback_db):
+    rows = [
+        (PREMISE, HYPOTHESIS, "-"),
+        ("A woman reads a book.", "a woman reads.", "-"),
+        ("Two dogs run outside.", "a chef cooks dinner.", "-"),
+    ]
+    upload(app, "batch_file", "pairs.csv", pairs_csv(rows))
+    app.button(key="batch_run").click().run()
+    (editor,) = app.data_editor
+    predicted = editor.value["predicted"].tolist()
+    other = next(label for label in ("entailment", "neutral") if label != predicted[0])
+    # A person picks the right label in row 0 and scores row 2 (as the table's cells send them).
+    app.session_state[editor.key] = {
+        "edited_rows": {0: {"your label": other}, 2: {"your score": 1.5}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    app.run()
+    app.button(key="batch_save").click().run()
+    assert not app.exception
+    assert "Saved: 2 judgement(s) of this batch" in successes(app, "Batch")[0]
+    stored = {(r["task"], r["sentence1"]): r for r in FeedbackStore(feedback_db).rows()}
+    assert set(stored) == {("nli", PREMISE), ("similarity", "Two dogs run outside.")}
+    nli_row = stored["nli", PREMISE]
+    assert (nli_row["predicted"], nli_row["verdict_label"]) == (predicted[0], other)
+    assert nli_row["origin"] == "batch"
+    assert stored["similarity", "Two dogs run outside."]["verdict_score"] == 1.5
+    assert not [b for b in app.button if b.key == "batch_save"]  # saved once
+    app.button(key="batch_judge_undo").click().run()
+    assert not app.exception and FeedbackStore(feedback_db).count() == 0
+    assert app.button(key="batch_save")  # the corrections can be saved again
+
+
 def test_batch_judgements_from_an_edited_table(tiny_model):
     table = app_support.parse_pairs(
         pairs_csv([("a b", "c d", "-"), ("e f", "g h", "-"), ("i j", "k l", "-")]),
