@@ -781,6 +781,7 @@ def sidebar_summary(model: SentenceModel) -> None:
         f"**Parameters** {info['parameters'] / 1e6:.2f} M  \n"
         f"**Tokens** vocabulary {info['vocab']:,} · max {info['max_tokens']} per sentence  \n"
         f"**Pooling** {info['pooling']}{' + L2 norm' if info['normalize'] else ''}  \n"
+        f"**Dense layers** {info['quantize'].replace('none', info['compute_dtype'])}  \n"
         f"**Labels** {labels}"
     )
 

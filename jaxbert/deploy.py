@@ -120,6 +120,9 @@ def save_served(model: SentenceModel, out_dir: str, serve_dtype: str = SERVE_DTY
         "has_classifier": model.has_classifier,
         "projection_dim": model.module.projection_dim,
         "head_hidden": model.module.head_hidden,
+        # How the app serves it: "none" (float32 dense layers) or "int8" / "bfloat16" ones,
+        # quantised from the stored parameters when loaded (jaxbert.quantize).
+        "quantize": model.quantize,
         "exported_from": model.source,
         "exported_digest": feedback.params_digest(model.params),
     }
@@ -154,12 +157,14 @@ def load_served(path: str) -> SentenceModel:
         projection_dim=served.get("projection_dim", 0),
         head_hidden=served.get("head_hidden", 0),
         source=f"{path} (exported from {served['exported_from']})",
+        quantize=served.get("quantize", "none"),
     )
 
 
-def load(path: str) -> SentenceModel:
-    """A served folder, else whatever `SentenceModel.load` reads (run directory, hf:<folder>)."""
-    return load_served(path) if is_served(path) else SentenceModel.load(path)
+def load(path: str, quantize: str = "none") -> SentenceModel:
+    """A served folder (served as its served.json says), else whatever `SentenceModel.load`
+    reads (run directory, hf:<folder>), quantised as `quantize` says."""
+    return load_served(path) if is_served(path) else SentenceModel.load(path, quantize=quantize)
 
 
 # ---------------------------------------------------------------------------- bundle
@@ -288,12 +293,15 @@ or `docker build -t jaxbert-app . && docker run -p 7860:7860 jaxbert-app`.
 """
 
 
-def write_bundle(model_path: str, out: str, serve_dtype: str = SERVE_DTYPE) -> dict:
+def write_bundle(
+    model_path: str, out: str, serve_dtype: str = SERVE_DTYPE, quantize: str = "none"
+) -> dict:
     """Writes the bundle for the model at `model_path` (a run directory or hf:<folder>) to
-    `out` (which must not exist or be empty); returns {"path", "bytes", "files"}."""
+    `out` (which must not exist or be empty); returns {"path", "bytes", "files"}. `quantize`
+    ("int8", "bfloat16") is recorded in served.json: the app serves its dense layers so."""
     if os.path.exists(out) and os.listdir(out):
         raise FileExistsError(f"{out} exists and is not empty: choose a new folder")
-    model = load(model_path)
+    model = load(model_path, quantize=quantize)
     save_served(model, os.path.join(out, "model"), serve_dtype)
     shutil.copy(ROOT / "app.py", os.path.join(out, "app.py"))
     wheel = build_wheel(os.path.join(out, "wheels"))

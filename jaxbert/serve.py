@@ -12,6 +12,7 @@ sentence's embedding depends on nothing but the sentence.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -20,14 +21,16 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from jaxbert import loading
+from jaxbert import loading, quantize
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import BertConfig
+from jaxbert.quantize import quantize_params
 from jaxbert.sbert import SentenceBert
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATURES = loading.DEFAULT_FEATURES
+QUANTIZE_MODES = quantize.MODES
 
 
 class EmptyTextError(ValueError):
@@ -35,15 +38,18 @@ class EmptyTextError(ValueError):
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(module: SentenceBert):
+def _compiled(module: SentenceBert, quantized: bool = False):
     """Jitted encode / head functions per model definition (params are arguments, so new
-    params, e.g. at every evaluation during training, reuse the compiled code)."""
+    params, e.g. at every evaluation during training, reuse the compiled code). With
+    `quantized`, the encoder's dense layers run on the int8 / bfloat16 kernels of
+    `jaxbert.quantize.quantize_params`."""
 
     @jax.jit
     def encode(params, input_ids, attention_mask):
-        return module.apply(
-            {"params": params}, input_ids, attention_mask, method=SentenceBert.encode
-        )
+        with quantize.dense_interceptor() if quantized else contextlib.nullcontext():
+            return module.apply(
+                {"params": params}, input_ids, attention_mask, method=SentenceBert.encode
+            )
 
     @jax.jit
     def probabilities(params, u, v):
@@ -51,6 +57,32 @@ def _compiled(module: SentenceBert):
         return jax.nn.softmax(logits, axis=-1)
 
     return encode, probabilities
+
+
+# Compiled encoders, one per (model definition, quantisation, parameter layout, rows, length):
+# ahead-of-time executables called directly, so a query skips jit's dispatch (its argument
+# signature check and cache lookup). Shared by the SentenceModels of one module (the
+# evaluations during training build one per evaluation).
+_EXECUTABLES: dict[tuple, jax.stages.Compiled] = {}
+_EXECUTABLES_LIMIT = 256
+
+
+def _executable(encode_fn, key: tuple, params, rows: int, length: int):
+    executable = _EXECUTABLES.get(key)
+    if executable is None:
+        if len(_EXECUTABLES) >= _EXECUTABLES_LIMIT:
+            _EXECUTABLES.clear()
+        spec = jax.ShapeDtypeStruct((rows, length), np.int32)
+        options = COMPILER_OPTIONS if jax.default_backend() == "cpu" else None
+        executable = encode_fn.lower(params, spec, spec).compile(options)
+        _EXECUTABLES[key] = executable
+    return executable
+
+
+# XLA:CPU options of the serving executables. None is set: the ones tried on the 2-core
+# machine (README "Performance" / "CPU") did not measurably help; `scripts/benchmark.py encode
+# --xla-options` measures others.
+COMPILER_OPTIONS: dict[str, object] = {}
 
 
 # Batches of at least this many rows are padded to the fine length buckets.
@@ -63,8 +95,9 @@ def _length_buckets(max_len: int, fine: bool = False) -> tuple[int, ...]:
 
     A batch of many rows pays for its padding in proportion, so big batches use the fine
     lengths (on SNLI sentences at batch 64, 25-35 % fewer padded tokens than powers of two:
-    ~1.2x sentences/s); a batch of a few rows costs mostly fixed overhead, and the coarse
-    lengths keep interactive use to a few compiled shapes.
+    ~1.2x sentences/s). So does a single query, whose time is mostly the dense layers' work
+    on its tokens (README "Performance" / "CPU"); the app compiles its lengths up to 64 tokens
+    at start. Batches of 2 to 15 rows use the coarse lengths: fewer compiled shapes.
     """
     factors = (4, 5, 6, 7) if fine else (4,)
     lengths = sorted({m << k for k in range(1, 10) for m in factors})
@@ -89,6 +122,7 @@ class SentenceModel:
         source: str = "",
         projection_dim: int = 0,
         head_hidden: int = 0,
+        quantize: str = "none",
     ):
         if model_config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
@@ -112,30 +146,47 @@ class SentenceModel:
             projection_dim=int(projection_dim),
             head_hidden=int(head_hidden),
         )
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
+        self.quantize = quantize
         self.params = jax.device_put(params)
         self._encode_fn, self._probabilities_fn = _compiled(self.module)
-        self.buckets = _length_buckets(self.max_len)  # small batches (single queries)
-        self.fine_buckets = _length_buckets(self.max_len, fine=True)  # big batches
+        # The encoder's own params: the float ones, or their int8 / bfloat16 dense layers.
+        self.encoder_params = self.params
+        if quantize != "none":
+            self.encoder_params = jax.device_put(quantize_params(params, quantize))
+            self._encode_fn = _compiled(self.module, quantized=True)[0]
+        layout = tuple(
+            (x.shape, x.dtype, getattr(x, "sharding", None))
+            for x in jax.tree.leaves(self.encoder_params)
+        )
+        self._executable_key = (self.module, quantize, hash(layout))
+        # Single queries and big batches: the fine lengths (least padding); a few rows: coarse.
+        self.buckets = _length_buckets(self.max_len, fine=True)
+        self.fine_buckets = self.buckets
+        self.coarse_buckets = _length_buckets(self.max_len)
 
     # ------------------------------------------------------------------ construction
     # Reading from disk is `jaxbert.loading`; these build the model from what it read.
 
+    # `quantize`: "none" (float32), "int8" or "bfloat16" dense layers (jaxbert.quantize).
+
     @classmethod
-    def from_dir(cls, path: str, which: str = "best") -> SentenceModel:
+    def from_dir(cls, path: str, which: str = "best", quantize: str = "none") -> SentenceModel:
         """Rebuilds the model from a run directory alone (fine-tuning or pretraining run)."""
-        return cls(**loading.from_run_dir(path, which=which))
+        return cls(**loading.from_run_dir(path, which=which), quantize=quantize)
 
     @classmethod
-    def from_pretrained(cls, path: str) -> SentenceModel:
+    def from_pretrained(cls, path: str, quantize: str = "none") -> SentenceModel:
         """A Hugging Face BERT or sentence-transformers folder (safetensors)."""
-        return cls(**loading.from_hf_folder(path))
+        return cls(**loading.from_hf_folder(path), quantize=quantize)
 
     @classmethod
-    def load(cls, path: str) -> SentenceModel:
+    def load(cls, path: str, quantize: str = "none") -> SentenceModel:
         """`hf:<dir>` or a Hugging Face folder -> from_pretrained; a run directory -> from_dir."""
         if path.startswith("hf:") or loading.is_hf_folder(path):
-            return cls.from_pretrained(path.removeprefix("hf:"))
-        return cls.from_dir(path)
+            return cls.from_pretrained(path.removeprefix("hf:"), quantize=quantize)
+        return cls.from_dir(path, quantize=quantize)
 
     @property
     def hidden_size(self) -> int:
@@ -153,6 +204,8 @@ class SentenceModel:
             "normalize": self.normalize,
             "max_tokens": self.max_len,
             "labels": list(self.label_names),
+            "compute_dtype": self.model_config.dtype,
+            "quantize": self.quantize,
             "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.params))),
         }
 
@@ -184,7 +237,8 @@ class SentenceModel:
         return ids, truncated
 
     def _bucket(self, length: int, rows: int = 1) -> int:
-        buckets = self.fine_buckets if rows >= FINE_BUCKET_ROWS else self.buckets
+        fine = rows == 1 or rows >= FINE_BUCKET_ROWS
+        buckets = self.fine_buckets if fine else self.coarse_buckets
         for bucket in buckets:
             if length <= bucket:
                 return bucket
@@ -199,23 +253,35 @@ class SentenceModel:
         """
         lengths = np.array([len(x) for x in ids])
         order = np.argsort(lengths, kind="stable")
-        pad = self.tokenizer.pad_id
+        if len(ids) == 1:  # a single query: no sorting or batching to do
+            return np.asarray(self._embed_padded(*self._padded(ids, lengths, order, 1)))
         first = len(order) % batch_size or batch_size
         ends = range(first, len(order) + 1, batch_size) if len(order) else ()
         pending, start = [], 0
         for end in ends:  # batches [0, first), [first, first + batch_size), ...
             chosen, start = order[start:end], end
             rows = 1 << max(0, int(np.ceil(np.log2(len(chosen)))))  # few distinct shapes
-            length = self._bucket(int(lengths[chosen].max()), rows)
-            mask = np.zeros((rows, length), np.int32)
-            mask[: len(chosen)] = np.arange(length) < lengths[chosen, None]
-            input_ids = np.full((rows, length), pad, np.int32)
-            input_ids[mask.astype(bool)] = np.concatenate([ids[i] for i in chosen])
-            pending.append((chosen, self._encode_fn(self.params, input_ids, mask)))
+            pending.append((chosen, self._embed_padded(*self._padded(ids, lengths, chosen, rows))))
         out = np.zeros((len(ids), self.hidden_size), np.float32)
         for chosen, embeddings in pending:
             out[chosen] = np.asarray(embeddings)[: len(chosen)]
         return out
+
+    def _padded(self, ids, lengths, chosen, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The texts `chosen` as input_ids and attention_mask [rows, bucket length], int32."""
+        length = self._bucket(int(lengths[chosen].max()), rows)
+        mask = np.zeros((rows, length), np.int32)
+        mask[: len(chosen)] = np.arange(length) < lengths[chosen, None]
+        input_ids = np.full((rows, length), self.tokenizer.pad_id, np.int32)
+        input_ids[mask.astype(bool)] = np.concatenate([ids[i] for i in chosen])
+        return input_ids, mask
+
+    def _embed_padded(self, input_ids: np.ndarray, mask: np.ndarray) -> jax.Array:
+        """The compiled encoder of this shape on one padded batch (dispatched, not awaited)."""
+        rows, length = input_ids.shape
+        key = (*self._executable_key, rows, length)
+        executable = _executable(self._encode_fn, key, self.encoder_params, rows, length)
+        return executable(self.encoder_params, input_ids, mask)
 
     # ------------------------------------------------------------------ public API
 

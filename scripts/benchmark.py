@@ -9,6 +9,8 @@
     python scripts/benchmark.py finetune --memory --pairs-file /tmp/jaxbert_bench/nli_1m.csv \
         --model tiny --vocab VOCAB --max-steps 5
     python scripts/benchmark.py encode --model hf:DIR --peer
+    python scripts/benchmark.py encode --model hf:DIR --data stsb_dev --quality stsb_dev \
+        --quantize int8,bfloat16 --peer st,onnx       # onnx: pip install -e .[peers]
     python scripts/benchmark.py report device_out/*.jsonl
     python scripts/benchmark.py hlo --size base --target h200   # needs jax[cuda13], no GPU
 
@@ -88,10 +90,14 @@ def run_finetune(a):
 
 
 def run_encode(a):
+    if a.xla_options:  # e.g. '{"xla_cpu_multi_thread_eigen": false}'
+        from jaxbert import serve
+
+        serve.COMPILER_OPTIONS.update(json.loads(a.xla_options))
     return encode.bench_encode(
         model=a.model, vocab=a.vocab, data=a.data, data_root=a.data_root,
         num_sentences=a.num_sentences, batch_size=a.batch, queries=a.queries, rounds=a.rounds,
-        max_len=a.max_len, peer=a.peer, seed=a.seed,
+        max_len=a.max_len, peer=a.peer, quantize=a.quantize, quality=a.quality, seed=a.seed,
     )  # fmt: skip
 
 
@@ -195,7 +201,16 @@ def main(argv=None) -> None:
     p.add_argument("--queries", type=int, default=200, help="single-query latency samples")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--max-len", type=int, default=128, help="random:<size> models")
-    p.add_argument("--peer", action="store_true", help="also sentence-transformers' encode")
+    p.add_argument(
+        "--peer",
+        nargs="?",
+        const=True,
+        default=False,
+        help="st (the flag alone), onnx (ONNX Runtime float32 and int8), or st,onnx",
+    )
+    p.add_argument("--quantize", default="", help="also ours quantised: int8, bfloat16 or both")
+    p.add_argument("--quality", default="", help="an STS set (stsb_dev): Spearman for every row")
+    p.add_argument("--xla-options", default="", help="JSON: XLA:CPU options of our executables")
 
     p = command("make-pairs", run_make_pairs, "write N NLI pairs (a dataset repeated) to a csv")
     p.add_argument("--source", default="snli_train_subset")

@@ -4,6 +4,8 @@
     python scripts/export.py --model path/to/hf_or_sentence_transformers_folder --out exported/x
 
     python scripts/export.py --deploy deploy/sbert_small --model runs/sbert_small
+    python scripts/export.py --deploy deploy/sbert_small_int8 --model runs/sbert_small \
+        --quantize int8
 
 The folder loads with `transformers.BertModel.from_pretrained(out)` and
 `sentence_transformers.SentenceTransformer(out)`. A run exports its best checkpoint: the encoder,
@@ -11,13 +13,16 @@ its pooling and normalisation, and the MLM/NSP heads of a pretraining run.
 
 --deploy writes a self-contained bundle for a CPU host instead (jaxbert.deploy): the model as
 16-bit safetensors with its NLI head, app.py, the jaxbert wheel, CPU-only requirements, a
-Dockerfile and Streamlit's config; `streamlit run app.py -- --model model` runs it.
+Dockerfile and Streamlit's config; `streamlit run app.py -- --model model` runs it. With
+--quantize int8 (or bfloat16) the app serves the encoder's dense layers quantised (served.json
+records it; the parameters on disk stay float16).
 """
 
 import argparse
 import logging
 
 from jaxbert import checkpoint, cli, deploy, hf
+from jaxbert.serve import QUANTIZE_MODES
 
 
 def main() -> None:
@@ -31,14 +36,22 @@ def main() -> None:
         choices=deploy.SERVE_DTYPES,
         help="--deploy: compute dtype the bundle serves in (parameters are stored as float16)",
     )
+    parser.add_argument(
+        "--quantize",
+        default="none",
+        choices=QUANTIZE_MODES,
+        help="--deploy: serve the dense layers as int8 or bfloat16 (recorded in served.json)",
+    )
     args = parser.parse_args()
+    if args.quantize != "none" and not args.deploy:
+        parser.error("--quantize applies to --deploy bundles (a Hugging Face folder is float)")
     if bool(args.out) == bool(args.deploy):
         parser.error("give one of --out (Hugging Face folder) or --deploy (app bundle)")
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True
     )
     if args.deploy:
-        bundle = deploy.write_bundle(args.model, args.deploy, args.serve_dtype)
+        bundle = deploy.write_bundle(args.model, args.deploy, args.serve_dtype, args.quantize)
         logging.info(
             "wrote %s: %d files, %.1f MB; run it with: cd %s && streamlit run app.py -- "
             "--model model",

@@ -219,6 +219,42 @@ def test_encode_with_peer(capsys, files):
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
 
 
+ONNX_PEER = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime")
+
+
+@pytest.mark.slow  # the export: ~10 s
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ONNX_PEER),
+    reason=f"the ONNX Runtime peer needs {', '.join(ONNX_PEER)} (pip install -e .[peers])",
+)
+def test_encode_with_the_onnx_peer_and_quantized_rows(capsys, files):
+    records = run(
+        capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
+        "--data", files / "nli.csv", "--num-sentences", 16, "--batch", 8, "--queries", 3,
+        "--rounds", 1, "--max-len", 32, "--peer", "onnx", "--quantize", "int8",
+        "--quality", files / "sts-dev.csv",
+    )  # fmt: skip
+    encode = {(r["impl"], r["batch"]): r for r in records if r["bench"] == "encode"}
+    impls = ["jaxbert", "jaxbert-int8", "onnxruntime-fp32", "onnxruntime-int8"]
+    assert set(encode) == {(impl, batch) for impl in impls for batch in (8, 1)}
+    for record in encode.values():
+        assert record["sentences_per_s"] > 0 and -100 <= record["sts_spearman"] <= 100
+    # The same weights exported: ONNX Runtime float32 gives our float32 embeddings.
+    assert encode["onnxruntime-fp32", 8]["min_cosine_vs_float32"] > 0.9999
+    assert encode["jaxbert-int8", 8]["min_cosine_vs_float32"] > 0.99
+    assert encode["onnxruntime-int8", 1]["latency_ms_p50"] > 0
+    breakdown = {r["impl"]: r for r in records if r["bench"] == "encode-breakdown"}
+    assert set(breakdown) == {"jaxbert", "jaxbert-int8"}
+    stages = ("tokenize", "pad", "executable_fine", "executable_coarse", "jit_coarse", "encode")
+    assert all(breakdown["jaxbert"][f"{stage}_ms"] > 0 for stage in stages)
+
+
+def test_encode_rejects_an_unknown_peer(capsys, files):
+    with pytest.raises(ValueError, match="unknown peers \\['tensorrt'\\]"):
+        run(capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
+            "--data", files / "nli.csv", "--peer", "tensorrt")  # fmt: skip
+
+
 def test_make_pairs_and_finetune_memory(capsys, files, tmp_path):
     out = tmp_path / "pairs.csv"
     (made,) = run(

@@ -181,3 +181,144 @@ def test_model_without_classifier_refuses_to_classify(model):
 def test_missing_model_directory():
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SentenceModel.from_dir("/nonexistent/run")
+
+
+# ---------------------------------------------------------------------- serving fast path
+
+
+def _reference_embeddings(model, texts):
+    """Each text alone through the flax module (no jit, no buckets): what `encode` must give."""
+    ids, _ = model.tokenize(texts)
+    rows = []
+    for x in ids:
+        input_ids = np.asarray(x, np.int32)[None]
+        rows.append(
+            model.module.apply(
+                {"params": model.params},
+                input_ids,
+                np.ones_like(input_ids),
+                method=SentenceBert.encode,
+            )[0]
+        )
+    return np.stack(rows)
+
+
+def test_fast_path_equals_the_flax_encoder(model):
+    reference = _reference_embeddings(model, SENTENCES)
+    singles = np.stack([model.encode(s) for s in SENTENCES])
+    np.testing.assert_allclose(singles, reference, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(model.encode(SENTENCES, batch_size=2), reference, atol=1e-5, rtol=0)
+    # A batch big enough for the fine buckets, in an order the length sort must undo.
+    many = [SENTENCES[i % len(SENTENCES)] + " again" * (i % 3) for i in range(20)]
+    np.testing.assert_allclose(
+        model.encode(many, batch_size=16), _reference_embeddings(model, many), atol=1e-5, rtol=0
+    )
+
+
+def test_fast_path_reuses_one_executable_per_shape(model):
+    from jaxbert import serve
+
+    model.encode(SENTENCES[0])
+    count = len(serve._EXECUTABLES)
+    model.encode(SENTENCES[0])
+    twin = SentenceModel(  # a second model of the same definition: the same executables
+        model_config=model.model_config,
+        params=model.params,
+        tokenizer=model.tokenizer,
+        label_names=model.label_names,
+        max_len=model.max_len,
+    )
+    twin.encode(SENTENCES[0])
+    assert len(serve._EXECUTABLES) == count
+
+
+def test_quantized_kernels_round_trip():
+    from jaxbert import quantize
+
+    rng = np.random.default_rng(0)
+    kernel = rng.normal(size=(64, 32)).astype(np.float32) * rng.uniform(0.01, 2, size=32)
+    kernel[:, 5] = 0.0
+    q, scale = quantize.quantize_kernel(kernel)
+    assert q.dtype == np.int8 and scale.shape == (32,) and np.abs(q).max() == 127
+    restored = quantize.dequantize_kernel(q, scale)
+    # Round to nearest: every weight within half a step of its channel's scale.
+    assert np.all(np.abs(restored - kernel) <= scale / 2 + 1e-7)
+    assert np.all(restored[:, 5] == 0.0)
+    np.testing.assert_array_equal(quantize.quantize_kernel(restored)[0], q)
+
+
+def test_quantize_params_touches_only_the_encoders_dense_layers(model):
+    from jaxbert import quantize
+
+    qparams = quantize.quantize_params(model.params, "int8")
+    flat = {"/".join(str(k.key) for k in path): x for path, x in jax.tree.leaves_with_path(qparams)}
+    int8 = {name for name, x in flat.items() if x.dtype == np.int8}
+    layers = model.model_config.num_layers
+    assert len(int8) == 6 * layers and all(n.startswith("bert/encoder/") for n in int8)
+    assert all(name.replace("/kernel", "/kernel_scale") in flat for name in int8)
+    assert flat["bert/embeddings/word_embeddings/embedding"].dtype == np.float32
+    assert flat["classifier/kernel"].dtype == np.float32
+    bf16 = quantize.quantize_params(model.params, "bfloat16")
+    assert bf16["bert"]["encoder"]["layer"]["0"]["intermediate"]["dense"]["kernel"].dtype == (
+        jnp.bfloat16
+    )
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        quantize.quantize_params(model.params, "int4")
+
+
+@pytest.mark.parametrize("mode", ["int8", "bfloat16"])
+def test_quantized_model_stays_close_to_float32(model, mode):
+    quantized = SentenceModel(
+        model_config=model.model_config,
+        params=model.params,
+        tokenizer=model.tokenizer,
+        label_names=model.label_names,
+        max_len=model.max_len,
+        quantize=mode,
+    )
+    many = SENTENCES * 4
+    u, v = model.encode(many), quantized.encode(many, batch_size=16)
+    cosine = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
+    # 8 bits per weight (and per activation): errors of ~1 % of a layer's output, well under
+    # what moves a cosine by 0.01 after two layers; a wrong scale or layout gives ~0.
+    assert cosine.min() > 0.99
+    assert not np.array_equal(u, v)  # the quantised layers did run
+    single = quantized.encode(SENTENCES[1])
+    np.testing.assert_allclose(single, v[1], atol=1e-5)  # neither its batch nor its padding
+    assert quantized.describe()["quantize"] == mode
+    # The compiled encoder computes with the quantised kernels, not float copies of them.
+    ids = np.ones((1, 8), np.int32)
+    text = quantized._encode_fn.lower(quantized.encoder_params, ids, ids).as_text()
+    assert ("xi8>" if mode == "int8" else "xbf16>") in text
+    probabilities = quantized.classify(SENTENCES[0], SENTENCES[1])
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_quantize_is_recorded_in_a_served_folder(model, tmp_path):
+    from jaxbert import deploy
+
+    quantized = SentenceModel(
+        model_config=model.model_config,
+        params=model.params,
+        tokenizer=model.tokenizer,
+        label_names=model.label_names,
+        max_len=model.max_len,
+        has_classifier=True,
+        quantize="int8",
+    )
+    folder = deploy.save_served(quantized, str(tmp_path / "served"))
+    loaded = deploy.load_served(folder)
+    assert loaded.quantize == "int8"
+    # The folder stores float16 parameters; quantised from those, the same model.
+    half = jax.tree.map(lambda x: np.asarray(x, np.float16).astype(np.float32), model.params)
+    expected = SentenceModel(
+        model_config=model.model_config,
+        params=half,
+        tokenizer=model.tokenizer,
+        max_len=model.max_len,
+        quantize="int8",
+    )
+    np.testing.assert_allclose(loaded.encode(SENTENCES), expected.encode(SENTENCES), atol=1e-6)
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        SentenceModel(model_config=model.model_config, params=model.params,
+                      tokenizer=model.tokenizer, quantize="int4")  # fmt: skip
