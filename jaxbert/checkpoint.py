@@ -202,8 +202,10 @@ _quieted = False
 
 
 def _quiet_failed_reads() -> None:
-    """Installed once, when a checkpoint first fails to read: drops only the aftermath above,
-    everything else goes to the hooks that were there before."""
+    """Installed once, before the first save or when a checkpoint first fails to read: drops
+    only the aftermath above, everything else goes to the hooks that were there before. A
+    failed write is also logged by Orbax's writer thread (absl, with its traceback) before
+    `wait` raises it again here as one CheckpointWriteError line: that log is dropped too."""
     global _quieted
     if _quieted:
         return
@@ -217,7 +219,8 @@ def _quiet_failed_reads() -> None:
             previous(unraisable)
 
     sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_AftermathFilter())
+    for name in ("asyncio", "absl"):
+        logging.getLogger(name).addFilter(_AftermathFilter())
 
 
 def _move_aside(directory: str, steps: list[int]) -> None:
@@ -318,6 +321,7 @@ class Checkpointer:
         """Saves asynchronously; call `wait()` before reading it back or exiting. The meta gets
         a digest of every array (checked by `restore`)."""
         meta = with_digests(meta, {"params": params, "train": train})
+        _quiet_failed_reads()  # a write that fails is reported once, by `wait`
         self.wait()  # Orbax waits for the previous save anyway; its failure is named here
         self._saving = step
         with self._writing():
