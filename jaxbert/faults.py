@@ -170,9 +170,12 @@ def reproducibility(task: str, scratch: str) -> tuple[str, dict]:
 
 def kill_trials(task, scratch, reference, run_seconds, trials, rng, log) -> list[dict]:
     """kill -9 at random moments (every third one as soon as a checkpoint write is seen), then
-    the same command again to the end; compares with the uninterrupted run."""
-    rows = []
-    for trial in range(trials):
+    the same command again to the end; compares with the uninterrupted run. A run that ends
+    before its moment (a loaded machine runs at another speed) is not a trial: it is discarded
+    and an earlier moment drawn, at most `trials` times."""
+    rows, discarded = [], 0
+    while len(rows) < trials:
+        trial = len(rows)
         workdir = os.path.join(scratch, task, f"kill_{trial}")
         on_save = trial % 3 == 2
         delay = rng.uniform(0.05, 0.95) * run_seconds
@@ -186,7 +189,15 @@ def kill_trials(task, scratch, reference, run_seconds, trials, rng, log) -> list
                 break
             time.sleep(0.002)
         process.wait()
-        if phase is None:  # it finished first (a checkpoint write was never caught)
+        if phase is None and discarded < trials:  # it finished first: not a kill
+            discarded += 1
+            finished = time.perf_counter() - started
+            log(f"  {task} kill {trial}: the run ended first ({finished:.0f} s); drawn again")
+            run_seconds = min(run_seconds, finished)
+            shutil.rmtree(workdir)
+            os.remove(workdir + ".log")
+            continue
+        if phase is None:
             phase = "after the end"
         result = run(task, workdir, scratch)
         diff = differences(reference, final_state(workdir)) if result.ok else ["rerun failed"]
@@ -324,7 +335,9 @@ def _restore_all(workdir: str, shapes: dict):
 
     from jaxbert import checkpoint
 
-    checkpointer = checkpoint.Checkpointer(workdir, read_only=True)
+    # Not read_only: a resumed run sets aside a step whose metrics file is damaged (Orbax's
+    # manager parses every step's metrics when it opens), and `workdir` here is a copy.
+    checkpointer = checkpoint.Checkpointer(workdir)
     try:
         restored = checkpointer.restore(shapes["params"], shapes["train"])
     finally:
