@@ -260,6 +260,36 @@ def test_quantize_params_touches_only_the_encoders_dense_layers(model):
         quantize.quantize_params(model.params, "int4")
 
 
+@pytest.mark.parametrize("mode, bound", [("int8", 0.03), ("bfloat16", 0.01)])
+def test_a_quantized_dense_layer_stays_close_to_float32(mode, bound):
+    """One flax Dense through the interceptor, against float32, per output column. Rounding x
+    and W to 8 bits (steps of max/127 per token / per output channel, max ~2.5 sigma) leaves
+    ~0.6 % rms error on each, ~0.8 % on their products' sum; the worst of 32 columns over only
+    16 tokens is up to ~2x that. bfloat16 (8-bit mantissa): ~0.3 %. One scale for the whole
+    kernel, wrong for these columns of sizes 0.01 to 2, is off by tens of percent."""
+    from flax import linen as nn
+
+    from jaxbert import quantize
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(16, 64)).astype(np.float32) * rng.uniform(0.1, 3, size=(16, 1))
+    kernel = rng.normal(size=(64, 32)).astype(np.float32) * rng.uniform(0.01, 2, size=32)
+    bias = rng.normal(size=32).astype(np.float32)
+    dense = nn.Dense(32)
+    params = {"encoder": {"kernel": kernel, "bias": bias}}
+    qparams = quantize.quantize_params(params, mode)["encoder"]
+    with quantize.dense_interceptor():
+        y = dense.apply({"params": qparams}, x)
+    exact = x @ kernel
+    error = np.linalg.norm(np.asarray(y) - bias - exact, axis=0) / np.linalg.norm(exact, axis=0)
+    assert error.max() < bound
+    if mode == "int8":
+        per_tensor = dict(qparams, kernel_scale=np.full(32, qparams["kernel_scale"].mean()))
+        with quantize.dense_interceptor():
+            wrong = dense.apply({"params": per_tensor}, x)
+        assert np.linalg.norm(np.asarray(wrong) - bias - exact) > 10 * bound * np.linalg.norm(exact)
+
+
 @pytest.mark.parametrize("mode", ["int8", "bfloat16"])
 def test_quantized_model_stays_close_to_float32(model, mode):
     quantized = SentenceModel(
