@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import re
 import resource
 import shutil
 import signal
@@ -22,8 +23,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STEPS = 30
 SMALL_RUN = [  # a few dozen steps with a checkpoint every 5 and an evaluation every 10
-    "--config.train.num_steps=30",
+    f"--config.train.num_steps={NUM_STEPS}",
     "--config.train.batch_size=8",
     "--config.train.log_every=5",
     "--config.train.eval_every=10",
@@ -168,27 +170,38 @@ def reproducibility(task: str, scratch: str) -> tuple[str, dict]:
     return verdict, states[0], float(np.mean(seconds))
 
 
-def kill_trials(task, scratch, reference, run_seconds, trials, rng, log) -> list[dict]:
-    """kill -9 at random moments (every third one as soon as a checkpoint write is seen), then
-    the same command again to the end; compares with the uninterrupted run. A run that ends
-    before its moment (a loaded machine runs at another speed) is not a trial: it is discarded
-    and an earlier moment drawn, at most `trials` times."""
+def kill_trials(
+    task, scratch, reference, run_seconds, trials, rng, log, by_step: bool = True
+) -> list[dict]:
+    """kill -9 at random moments, then the same command again to the end; compares with the
+    uninterrupted run. by_step: a moment is a training step drawn uniformly from 1..29, the kill
+    comes once the progress bar shows it (every third trial: at the first checkpoint write from
+    that step on); otherwise a time drawn from 5-95 % of an uninterrupted run's wall time (which
+    on a loaded machine mostly falls in start-up). A run that ends before its moment is not a
+    trial: it is discarded and another moment drawn, at most `trials` times."""
     rows, discarded = [], 0
     while len(rows) < trials:
         trial = len(rows)
         workdir = os.path.join(scratch, task, f"kill_{trial}")
         on_save = trial % 3 == 2
+        target = int(rng.integers(1, NUM_STEPS)) if by_step else None
         delay = rng.uniform(0.05, 0.95) * run_seconds
         process = start(task, workdir, scratch)
         started, phase = time.perf_counter(), None
         while process.poll() is None:
-            elapsed = time.perf_counter() - started
-            if (on_save and _saving(workdir)) or (not on_save and elapsed >= delay):
+            if by_step:
+                due = _progress(workdir) >= target and (_saving(workdir) or not on_save)
+            else:
+                elapsed = time.perf_counter() - started
+                due = (on_save and _saving(workdir)) or (not on_save and elapsed >= delay)
+            if due:
                 phase = _phase(workdir)
                 process.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.002)
+            time.sleep(0.005 if by_step else 0.002)
         process.wait()
+        if phase is not None:
+            phase += f" (step {_progress(workdir)})" if by_step else ""
         if phase is None and discarded < trials:  # it finished first: not a kill
             discarded += 1
             finished = time.perf_counter() - started
@@ -201,9 +214,30 @@ def kill_trials(task, scratch, reference, run_seconds, trials, rng, log) -> list
             phase = "after the end"
         result = run(task, workdir, scratch)
         diff = differences(reference, final_state(workdir)) if result.ok else ["rerun failed"]
-        rows.append(dict(trial=trial, phase=phase, ok=result.ok and not diff, diff=diff[:3]))
-        log(f"  {task} kill {trial}: {phase} -> {'identical' if not diff else diff[:3]}")
+        resumed = re.findall(r"resumed \S+ from step (\d+)", result.output)
+        resumed = int(resumed[-1]) if resumed else None  # None: no complete checkpoint yet
+        ok = result.ok and not diff
+        rows.append(dict(trial=trial, phase=phase, ok=ok, diff=diff[:3], resumed=resumed))
+        log(
+            f"  {task} kill {trial}: {phase}, rerun resumed from "
+            f"{'nothing' if resumed is None else f'step {resumed}'} -> "
+            f"{'identical' if not diff else diff[:3]}"
+        )
     return rows
+
+
+_PROGRESS = re.compile(rb"(\d+)/\d+ \[")
+
+
+def _progress(workdir: str) -> int:
+    """The last step the run's progress bar shows (0 before training starts)."""
+    try:
+        with open(workdir + ".log", "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4000))
+            found = _PROGRESS.findall(f.read())
+    except OSError:
+        return 0
+    return int(found[-1]) if found else 0
 
 
 def _phase(workdir: str) -> str:

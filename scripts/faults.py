@@ -26,6 +26,12 @@ def main():
     parser.add_argument("--checks", default="same,kill,sigterm,corrupt,disk")
     parser.add_argument("--scratch", default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--kill_at",
+        default="step",
+        choices=["step", "time"],
+        help="kill moments: a random training step, or a random time of the run's wall time",
+    )
     args = parser.parse_args()
     scratch = args.scratch or tempfile.mkdtemp(prefix="jaxbert_faults_")
     checks = set(args.checks.split(","))
@@ -41,12 +47,18 @@ def main():
         if "same" in checks:
             rows.append((task, "the same command twice (fresh run directories)", verdict))
         if "kill" in checks and args.kills:
-            trials = faults.kill_trials(task, scratch, reference, seconds, args.kills, rng, log)
+            trials = faults.kill_trials(
+                task, scratch, reference, seconds, args.kills, rng, log, args.kill_at == "step"
+            )
             good = sum(t["ok"] for t in trials)
             phases = {}
             for t in trials:
-                phases[t["phase"]] = phases.get(t["phase"], 0) + 1
+                phase = t["phase"].split(" (step")[0]
+                phases[phase] = phases.get(phase, 0) + 1
             where = ", ".join(f"{n} in {p}" for p, n in sorted(phases.items()))
+            resumed = sorted(t["resumed"] for t in trials if t["resumed"] is not None)
+            fresh = sum(t["resumed"] is None for t in trials)
+            where += f"; reruns resumed from steps {resumed or 'none'}, {fresh} from nothing"
             rows.append(
                 (
                     task,
