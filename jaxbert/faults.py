@@ -226,11 +226,12 @@ def kill_trials(
     return rows
 
 
-_PROGRESS = re.compile(rb"(\d+)/\d+ \[")
+# The training loop's bar only ("train: ... 14/30 [..."), not the data preparation's.
+_PROGRESS = re.compile(rb"train:[^\r\n]*?(\d+)/\d+ \[")
 
 
 def _progress(workdir: str) -> int:
-    """The last step the run's progress bar shows (0 before training starts)."""
+    """The last step the run's training progress bar shows (0 before training starts)."""
     try:
         with open(workdir + ".log", "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - 4000))
