@@ -14,7 +14,7 @@ from jaxbert import cli, plots
 
 OUT = flags.DEFINE_string("out", "recipes.png", "PNG to write")
 # The stages of each recipe in scripts/reproduce.sh, in order.
-STAGES = ("pretrain", "mnr", "sts", "head", "final")
+STAGES = ("pretrain", "mnr", "sts", "student", "head", "final")
 
 
 def main(argv):
