@@ -224,9 +224,9 @@ def test_the_model_is_loaded_once_per_process(tiny, monkeypatch):
     calls = []
     load = SentenceModel.load.__func__
 
-    def counting_load(cls, path):
+    def counting_load(cls, path, **options):
         calls.append(path)
-        return load(cls, path)
+        return load(cls, path, **options)
 
     monkeypatch.setattr(SentenceModel, "load", classmethod(counting_load))
     at = start(monkeypatch, tiny["run"], examples=tiny["dev"])
