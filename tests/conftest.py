@@ -42,3 +42,35 @@ def tiny_corpus_dir(tmp_path):
         for i, text in enumerate(documents):
             f.write(json.dumps({"id": str(i), "text": text}) + "\n")
     return tmp_path
+
+
+def tiny_sentence_model(sentences, tokenizer_vocab: int, model_vocab: int, max_len: int):
+    """A SentenceModel with random weights (BERT tiny, no dropout, an NLI head) and a WordPiece
+    vocabulary trained on `sentences`: the serving tests' model."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxbert.data.tokenizer import BertTokenizer
+    from jaxbert.model import BertConfig
+    from jaxbert.sbert import SentenceBert
+    from jaxbert.serve import SentenceModel
+
+    tokenizer = BertTokenizer.train(list(sentences) * 20, vocab_size=tokenizer_vocab)
+    config = BertConfig.from_size(
+        "tiny",
+        vocab_size=model_vocab,
+        max_position_embeddings=64,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+    )
+    module = SentenceBert(config, num_labels=3)
+    ids = jnp.zeros((1, 8), jnp.int32)
+    params = module.init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
+    return SentenceModel(
+        model_config=config,
+        params=params,
+        tokenizer=tokenizer,
+        label_names=("entailment", "neutral", "contradiction"),
+        max_len=max_len,
+        has_classifier=True,
+    )

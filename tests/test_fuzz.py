@@ -7,19 +7,15 @@ import os
 import threading
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_sentence_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jaxbert import cli
 from jaxbert.data import nli, sources
 from jaxbert.data.tokenizer import BertTokenizer, continuation_pieces
-from jaxbert.model import BertConfig
-from jaxbert.sbert import SentenceBert
-from jaxbert.serve import SentenceModel
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 FUZZ = settings(
@@ -139,22 +135,7 @@ SENTENCES = ["A man plays a guitar.", "Music!", "The chef cooks dinner.", "a wom
 
 @pytest.fixture(scope="module")
 def model():
-    tokenizer = BertTokenizer.train(SENTENCES * 20, vocab_size=120)
-    config = BertConfig.from_size(
-        "tiny", vocab_size=128, max_position_embeddings=64, hidden_dropout=0.0,
-        attention_dropout=0.0,
-    )  # fmt: skip
-    module = SentenceBert(config, num_labels=3)
-    ids = jnp.zeros((1, 8), jnp.int32)
-    params = module.init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
-    return SentenceModel(
-        model_config=config,
-        params=params,
-        tokenizer=tokenizer,
-        label_names=("entailment", "neutral", "contradiction"),
-        max_len=32,
-        has_classifier=True,
-    )
+    return tiny_sentence_model(SENTENCES, tokenizer_vocab=120, model_vocab=128, max_len=32)
 
 
 anything = st.one_of(

@@ -7,13 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from conftest import tiny_sentence_model
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from jaxbert import evaluate
 from jaxbert.data import nli
-from jaxbert.data.tokenizer import BertTokenizer
-from jaxbert.model import BertConfig
-from jaxbert.sbert import SentenceBert
 from jaxbert.serve import EmptyTextError, SentenceModel
 
 SENTENCES = [
@@ -27,25 +25,7 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def model():
-    tokenizer = BertTokenizer.train(SENTENCES * 20, vocab_size=200)
-    config = BertConfig.from_size(
-        "tiny",
-        vocab_size=256,
-        max_position_embeddings=64,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-    )
-    module = SentenceBert(config, num_labels=3)
-    ids = jnp.zeros((1, 8), jnp.int32)
-    params = module.init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
-    return SentenceModel(
-        model_config=config,
-        params=params,
-        tokenizer=tokenizer,
-        label_names=("entailment", "neutral", "contradiction"),
-        max_len=16,
-        has_classifier=True,
-    )
+    return tiny_sentence_model(SENTENCES, tokenizer_vocab=200, model_vocab=256, max_len=16)
 
 
 def test_encode_shapes(model):
@@ -215,13 +195,8 @@ def test_fast_path_reuses_one_executable_per_shape(model):
     model.encode(SENTENCES[0])
     count = len(serve._EXECUTABLES)
     model.encode(SENTENCES[0])
-    twin = SentenceModel(  # a second model of the same definition: the same executables
-        model_config=model.model_config,
-        params=model.params,
-        tokenizer=model.tokenizer,
-        label_names=model.label_names,
-        max_len=model.max_len,
-    )
+    # a second model of the same definition: the same executables
+    twin = _rebuilt(model, label_names=model.label_names)
     twin.encode(SENTENCES[0])
     assert len(serve._EXECUTABLES) == count
 
@@ -290,16 +265,20 @@ def test_a_quantized_dense_layer_stays_close_to_float32(mode, bound):
         assert np.linalg.norm(np.asarray(wrong) - bias - exact) > 10 * bound * np.linalg.norm(exact)
 
 
+def _rebuilt(model, params=None, **options):
+    """`model`'s definition, tokenizer and length with other params or options."""
+    return SentenceModel(
+        model_config=model.model_config,
+        params=model.params if params is None else params,
+        tokenizer=model.tokenizer,
+        max_len=model.max_len,
+        **options,
+    )
+
+
 @pytest.mark.parametrize("mode", ["int8", "bfloat16"])
 def test_quantized_model_stays_close_to_float32(model, mode):
-    quantized = SentenceModel(
-        model_config=model.model_config,
-        params=model.params,
-        tokenizer=model.tokenizer,
-        label_names=model.label_names,
-        max_len=model.max_len,
-        quantize=mode,
-    )
+    quantized = _rebuilt(model, label_names=model.label_names, quantize=mode)
     many = SENTENCES * 4
     u, v = model.encode(many), quantized.encode(many, batch_size=16)
     cosine = (u * v).sum(1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
@@ -321,27 +300,13 @@ def test_quantized_model_stays_close_to_float32(model, mode):
 def test_quantize_is_recorded_in_a_served_folder(model, tmp_path):
     from jaxbert import deploy
 
-    quantized = SentenceModel(
-        model_config=model.model_config,
-        params=model.params,
-        tokenizer=model.tokenizer,
-        label_names=model.label_names,
-        max_len=model.max_len,
-        has_classifier=True,
-        quantize="int8",
-    )
+    quantized = _rebuilt(model, label_names=model.label_names, has_classifier=True, quantize="int8")
     folder = deploy.save_served(quantized, str(tmp_path / "served"))
     loaded = deploy.load_served(folder)
     assert loaded.quantize == "int8"
     # The folder stores float16 parameters; quantised from those, the same model.
     half = jax.tree.map(lambda x: np.asarray(x, np.float16).astype(np.float32), model.params)
-    expected = SentenceModel(
-        model_config=model.model_config,
-        params=half,
-        tokenizer=model.tokenizer,
-        max_len=model.max_len,
-        quantize="int8",
-    )
+    expected = _rebuilt(model, params=half, quantize="int8")
     np.testing.assert_allclose(loaded.encode(SENTENCES), expected.encode(SENTENCES), atol=1e-6)
     with pytest.raises(ValueError, match="quantize must be one of"):
         SentenceModel(model_config=model.model_config, params=model.params,
