@@ -17,8 +17,8 @@ Expected (2-core CPU shared with other jobs, 2026-12-05, seed 0): 1,192 steps of
 34 min after ~13 min of teacher encoding (152,594 sentences, once); STS-B dev 82.56, SICK-R trial
 75.39 (teacher 86.72 / 79.80); encode 2.5x the teacher's sentences/s. The `distill` recipe of
 scripts/reproduce.sh then runs a second epoch from that student at lr 5e-4
-(--config.init_from=<run> --config.distill.student_init= --config.optim.lr=5e-4; 19 min on
-idle cores): its best evaluation, step 500, STS-B dev 82.89 and SICK-R 76.05; the last step
+(--config.init_from=<run> --config.distill.student_init= --config.optim.lr=5e-4; 18 min on
+cores at load 1-3): its best evaluation, step 500, STS-B dev 82.89 and SICK-R 76.05; the last step
 82.77.
 """
 
