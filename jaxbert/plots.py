@@ -180,3 +180,77 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
     fig.savefig(out_path, dpi=110)
     plt.close(fig)
     return out_path
+
+
+# The scratch recipe's stages in scripts/reproduce.sh, in order; their training time is added up.
+SCRATCH_STAGES = ("pretrain", "mnr", "sts", "final")
+
+
+def budget_points(workdirs: list[str]) -> list[dict]:
+    """One point per `scripts/reproduce.sh scratch WORKDIR` run (PRETRAIN_STEPS varied).
+
+    Each point: the pretraining tokens (steps x batch x sequence length; sequences are packed),
+    the training minutes of all stages (their summaries' `wall_seconds`; tokenising and the dev
+    evaluations are left out) and the final model's STS-B and SNLI dev scores from
+    `scripts/evaluate.py` (WORKDIR/final/eval/). Sorted by tokens.
+    """
+
+    points = []
+    for work in workdirs:
+
+        def read(*parts, work=work):
+            path = os.path.join(work, *parts)
+            if not os.path.exists(path):
+                raise FileNotFoundError(
+                    f"{path} is missing: is {work} a finished `scripts/reproduce.sh scratch` "
+                    "work directory?"
+                )
+            with open(path) as f:
+                return json.load(f)
+
+        pretrain, config = read("pretrain", "summary.json"), read("pretrain", "config.json")
+        minutes = sum(read(stage, "summary.json")["wall_seconds"] for stage in SCRATCH_STAGES) / 60
+        sequence_tokens = config["train"]["batch_size"] * config["data"]["max_len"]
+        points.append(
+            {
+                "workdir": work,
+                "pretrain_steps": pretrain["steps"],
+                "tokens": pretrain["steps"] * sequence_tokens,
+                "minutes": minutes,
+                "stsb": read("final", "eval", "stsb_stsb_dev.json")["spearman"],
+                "snli": 100.0 * read("final", "eval", "snli_snli_dev.json")["accuracy"],
+            }
+        )
+    return sorted(points, key=lambda point: point["tokens"])
+
+
+def plot_budgets(points: list[dict], out_path: str, references: dict | None = None) -> str:
+    """STS-B and SNLI dev against pretraining tokens (log scale), each point labelled with the
+    training minutes it took; references: {"stsb" | "snli": [(label, value), ...]} drawn as
+    dashed lines (targets, baselines)."""
+
+    panels = (("stsb", "STS-B dev Spearman"), ("snli", "SNLI dev accuracy (%)"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    tokens = [point["tokens"] / 1e6 for point in points]
+    for ax, (key, title) in zip(axes, panels):
+        values = [point[key] for point in points]
+        ax.plot(tokens, values, "o-", color="C0", label="scratch recipe")
+        for x, y, point in zip(tokens, values, points):
+            ax.annotate(
+                f"{point['minutes']:.0f} min",
+                (x, y),
+                textcoords="offset points",
+                xytext=(4, -12),
+                fontsize=8,
+            )
+        for index, (label, value) in enumerate((references or {}).get(key, [])):
+            ax.axhline(value, ls="--", lw=1, color=f"C{index + 1}", label=f"{label} ({value:g})")
+        ax.set_xscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("pretraining tokens (millions); labels: training minutes, all stages")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path

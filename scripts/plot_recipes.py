@@ -1,11 +1,17 @@
-"""Dev quality against training time for the recipes of scripts/reproduce.sh, in one PNG.
+"""Dev quality against compute for the recipes of scripts/reproduce.sh, in one PNG.
 
     python scripts/plot_recipes.py --out docs/recipes.png scratch=runs/scratch \
         distill=runs/distill nli=runs/nli
+    python scripts/plot_recipes.py --budgets --out docs/budgets.png \
+        runs/budget/s100 runs/budget/s300 runs/budget/s900
 
-Each NAME=WORKDIR is a reproduce.sh work directory; its stages are read in the recipe's order.
+Each NAME=WORKDIR is a reproduce.sh work directory; its stages are read in the recipe's order and
+drawn against training minutes. With --budgets, each WORKDIR is a finished scratch recipe run at
+another pretraining budget (PRETRAIN_STEPS=N bash scripts/reproduce.sh scratch WORKDIR), drawn as
+final STS-B and SNLI dev scores against pretraining tokens.
 """
 
+import json
 import os
 
 from absl import flags
@@ -13,11 +19,26 @@ from absl import flags
 from jaxbert import cli, plots
 
 OUT = flags.DEFINE_string("out", "recipes.png", "PNG to write")
+BUDGETS = flags.DEFINE_bool("budgets", False, "scratch runs at several pretraining budgets")
 # The stages of each recipe in scripts/reproduce.sh, in order.
 STAGES = ("pretrain", "mnr", "sts", "student", "head", "final")
+# Dashed lines on the budgets plot: issue 14's targets and the lexical baselines
+# (scripts/baselines.py, README "Results").
+REFERENCES = {
+    "stsb": [("target", 78.0), ("TF-IDF cosine", 71.95)],
+    "snli": [("target", 72.0), ("bag-of-words LR", 63.1)],
+}
 
 
 def main(argv):
+    if BUDGETS.value:
+        points = plots.budget_points(argv[1:])
+        if not points:
+            raise ValueError("name at least one scratch WORKDIR")
+        for point in points:
+            print(json.dumps(point))
+        print(plots.plot_budgets(points, OUT.value, REFERENCES))
+        return
     recipes = {}
     for item in argv[1:]:
         name, _, work = item.partition("=")

@@ -8,7 +8,8 @@
 #   bash scripts/reproduce.sh nli WORKDIR       # all-MiniLM-L6-v2 + NLI head, then fine-tuned
 #
 # Extra arguments go to every training stage (e.g. --config.seed=1). PYTHON picks the
-# interpreter, JAXBERT_DATA the folder of the datasets (default ../shared/data). Each stage's
+# interpreter, JAXBERT_DATA the folder of the datasets (default ../shared/data), PRETRAIN_STEPS
+# the scratch recipe's pretraining budget (default: the config's 900 steps; its schedule follows). Each stage's
 # configs/*.py docstring says what it does; the README gives each recipe's times and scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,8 @@ finetune() { "$py" scripts/finetune.py "$@"; }
 case "$recipe" in
   scratch)
     "$py" scripts/pretrain.py --config configs/pretrain_budget.py --workdir "$work/pretrain" \
-      --config.data.train_files="$data/pretrain_text/*.jsonl.gz" "$@"
+      --config.data.train_files="$data/pretrain_text/*.jsonl.gz" \
+      ${PRETRAIN_STEPS:+--config.train.num_steps="$PRETRAIN_STEPS"} "$@"
     finetune --config configs/sbert_nli_mnr.py --workdir "$work/mnr" \
       --config.init_from="$work/pretrain" "$@"
     finetune --config configs/sbert_sts_cosent.py --workdir "$work/sts" \

@@ -1,6 +1,8 @@
-"""Every experiment config loads, is overridable from the command line, and rejects typos."""
+"""Every experiment config loads, is overridable from the command line, and rejects typos; the
+recipe script passes each stage its arguments; the budget plot reads finished recipe runs."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +11,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from jaxbert import cli
+from jaxbert import cli, plots
 from jaxbert.model import SIZES
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
@@ -125,3 +127,64 @@ def test_reproduce_script_names_its_recipes():
     assert done.returncode == 2 and "unknown recipe 'bogus': scratch, distill or nli" in done.stderr
     done = subprocess.run(["bash", script], capture_output=True, text=True)
     assert done.returncode == 2 and "usage:" in done.stderr
+
+
+def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
+    # A stand-in interpreter that records each command line, so the plumbing runs in no time.
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    fake.chmod(0o755)
+    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+    env = dict(os.environ, PYTHON=str(fake), PRETRAIN_STEPS="300")
+    done = subprocess.run(
+        ["bash", script, "scratch", str(tmp_path / "work"), "--config.seed=1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    stages = [line for line in lines if "--config " in line]
+    assert [line.split()[0] for line in stages] == ["scripts/pretrain.py"] + 3 * [
+        "scripts/finetune.py"
+    ]
+    assert "--config.train.num_steps=300" in stages[0].split()
+    assert not any("num_steps" in line for line in stages[1:])
+    assert all("--config.seed=1" in line.split() for line in stages)
+    assert sum("scripts/evaluate.py" in line for line in lines) == 4
+    # Without PRETRAIN_STEPS the config's own budget stands.
+    calls.unlink()
+    del env["PRETRAIN_STEPS"]
+    subprocess.run(["bash", script, "scratch", str(tmp_path / "w2")], env=env, check=True)
+    assert "num_steps" not in calls.read_text()
+
+
+def _scratch_workdir(root, steps, minutes, stsb, snli):
+    def write(obj, *parts):
+        path = root.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj))
+
+    for stage, stage_minutes in zip(plots.SCRATCH_STAGES, minutes):
+        write({"steps": steps, "wall_seconds": 60.0 * stage_minutes}, stage, "summary.json")
+    write({"train": {"batch_size": 64}, "data": {"max_len": 128}}, "pretrain", "config.json")
+    write({"spearman": stsb}, "final", "eval", "stsb_stsb_dev.json")
+    write({"accuracy": snli}, "final", "eval", "snli_snli_dev.json")
+    return str(root)
+
+
+def test_budget_points_read_each_scratch_run_and_plot(tmp_path):
+    big = _scratch_workdir(tmp_path / "s900", 900, (30, 5, 6, 6), 77.9, 0.58)
+    small = _scratch_workdir(tmp_path / "s100", 100, (3, 5, 6, 6), 70.0, 0.52)
+    points = plots.budget_points([big, small])
+    assert [p["pretrain_steps"] for p in points] == [100, 900]  # sorted by tokens
+    assert points[1]["tokens"] == 900 * 64 * 128
+    assert [p["minutes"] for p in points] == [pytest.approx(20.0), pytest.approx(47.0)]
+    assert (points[1]["stsb"], points[1]["snli"]) == (77.9, pytest.approx(58.0))
+    out = plots.plot_budgets(points, str(tmp_path / "budgets.png"), {"stsb": [("target", 78.0)]})
+    with open(out, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    os.remove(tmp_path / "s100" / "final" / "eval" / "snli_snli_dev.json")
+    with pytest.raises(FileNotFoundError, match="snli_snli_dev.json is missing"):
+        plots.budget_points([small])
