@@ -100,6 +100,27 @@ def pretrain_config() -> ml_collections.ConfigDict:
     return config
 
 
+def budget_pretrain_config() -> ml_collections.ConfigDict:
+    """Budget pretraining in the Cramming / MosaicBERT manner, the from-scratch recipe's first
+    stage (configs/pretrain_budget.py on CPU, configs/pretrain_budget_gpu.py scaled up): no NSP,
+    segments packed to 128 tokens, 30 % masking, no dropout (every token is seen about once), a
+    high peak rate with a short warm-up and linear decay to zero. The config files set the size,
+    the vocabulary, the batch and the number of steps."""
+    config = pretrain_config()
+    config.model.hidden_dropout = 0.0
+    config.model.attention_dropout = 0.0
+    config.data.nsp = False
+    config.data.masked_lm_prob = 0.3
+    config.data.max_predictions = 40
+    config.data.max_len = 128
+    config.optim.lr = 1e-3
+    config.optim.warmup_fraction = 0.06
+    config.optim.schedule = "linear"
+    config.optim.weight_decay = 0.01
+    config.optim.b2 = 0.98
+    return config
+
+
 def finetune_config() -> ml_collections.ConfigDict:
     """Sentence-BERT fine-tuning on sentence pairs."""
     config = ml_collections.ConfigDict()

@@ -9,8 +9,10 @@
 #
 # Extra arguments go to every training stage (e.g. --config.seed=1). PYTHON picks the
 # interpreter, JAXBERT_DATA the folder of the datasets (default ../shared/data), PRETRAIN_STEPS
-# the scratch recipe's pretraining budget (default: the config's 900 steps; its schedule follows). Each stage's
-# configs/*.py docstring says what it does; the README gives each recipe's times and scores.
+# the scratch recipe's pretraining budget (default: the config's 900 steps; its schedule follows),
+# PRETRAIN_CONFIG its pretraining config (default configs/pretrain_budget.py; on a GPU
+# configs/pretrain_budget_gpu.py). Each stage's configs/*.py docstring says what it does; the
+# README gives each recipe's times and scores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
@@ -25,8 +27,8 @@ finetune() { "$py" scripts/finetune.py "$@"; }
 
 case "$recipe" in
   scratch)
-    "$py" scripts/pretrain.py --config configs/pretrain_budget.py --workdir "$work/pretrain" \
-      --config.data.train_files="$data/pretrain_text/*.jsonl.gz" \
+    "$py" scripts/pretrain.py --config "${PRETRAIN_CONFIG:-configs/pretrain_budget.py}" \
+      --workdir "$work/pretrain" --config.data.train_files="$data/pretrain_text/*.jsonl.gz" \
       ${PRETRAIN_STEPS:+--config.train.num_steps="$PRETRAIN_STEPS"} "$@"
     finetune --config configs/sbert_nli_mnr.py --workdir "$work/mnr" \
       --config.init_from="$work/pretrain" "$@"

@@ -153,11 +153,14 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
     assert not any("num_steps" in line for line in stages[1:])
     assert all("--config.seed=1" in line.split() for line in stages)
     assert sum("scripts/evaluate.py" in line for line in lines) == 4
-    # Without PRETRAIN_STEPS the config's own budget stands.
+    assert "configs/pretrain_budget.py" in stages[0].split()
+    # Without PRETRAIN_STEPS the config's own budget stands; PRETRAIN_CONFIG picks the config.
     calls.unlink()
     del env["PRETRAIN_STEPS"]
+    env["PRETRAIN_CONFIG"] = "configs/pretrain_budget_gpu.py"
     subprocess.run(["bash", script, "scratch", str(tmp_path / "w2")], env=env, check=True)
-    assert "num_steps" not in calls.read_text()
+    text = calls.read_text()
+    assert "num_steps" not in text and "configs/pretrain_budget_gpu.py" in text.splitlines()[0]
 
 
 def _scratch_workdir(root, steps, minutes, stsb, snli):
