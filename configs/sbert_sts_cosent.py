@@ -5,8 +5,9 @@ scripts/reproduce.sh; it needs an encoder to start from.
     python scripts/finetune.py --config configs/sbert_sts_cosent.py --workdir runs/sts \
         --config.init_from=runs/nli_mnr
 
-Expected (2-core CPU, shared, 2026-12-05): after the MNR stage of the scratch recipe, 640 steps
-in 6-7 min; STS-B dev 69.7 -> 77.78, SICK-R trial 74.50. At lr 1e-4 (the first run): 77.29 /
+Expected (2-core CPU, 2026-12-05): after the MNR stage of the scratch recipe, 640 steps in 2.9 min
+idle (6-7 min shared); STS-B dev 69.7 -> 78.78, SICK-R trial 74.28 (77.78 / 74.50 after the
+675-step pretraining, which the comparisons here start from). At lr 1e-4: 77.29 /
 71.80; plain MSE of cosines instead of CoSENT, lr 1e-4: 77.87 / 70.19; 4 epochs at 2e-4: 78.11 /
 75.35 at epoch 2 (the best evaluation), 77.16 at the end.
 """
