@@ -240,14 +240,17 @@ def plot_budgets(points: list[dict], out_path: str, references: dict | None = No
                 f"{point['minutes']:.0f} min",
                 (x, y),
                 textcoords="offset points",
-                xytext=(4, -12),
+                xytext=(5, 5),
                 fontsize=8,
             )
         for index, (label, value) in enumerate((references or {}).get(key, [])):
             ax.axhline(value, ls="--", lw=1, color=f"C{index + 1}", label=f"{label} ({value:g})")
         ax.set_xscale("log")
+        ax.set_xticks(tokens, [f"{x:.2g} M" for x in tokens])
+        ax.minorticks_off()
+        ax.margins(x=0.15)
         ax.set_title(title)
-        ax.set_xlabel("pretraining tokens (millions); labels: training minutes, all stages")
+        ax.set_xlabel("pretraining tokens (log scale); labels: training minutes, all stages")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
