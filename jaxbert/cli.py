@@ -61,8 +61,9 @@ def unknown_overrides(argv: list[str]) -> list[str]:
                 siblings = sorted(f for f in fields if "." not in f)
             close = difflib.get_close_matches(name, sorted(fields), n=1)
             hint = f"; did you mean --config.{close[0]}?" if close else ""
+            shown = repr(name)[1:-1]  # control characters escaped: the message stays one line
             messages.append(
-                f"--config.{name}: {path} has no field {name!r}{hint} "
+                f"--config.{shown}: {path} has no field {name!r}{hint} "
                 f"({where} has: {', '.join(siblings)})"
             )
     return messages

@@ -57,6 +57,8 @@ def test_overrides_and_typos():
     assert "has no field 'optim.learning_rate'" in problems[0]
     assert "optim has: b1, b2, clip_norm, eps, freeze, grad_accum, lr," in problems[0]
     assert cli.unknown_overrides(["prog", f"--config={path}", "--config.optim.lr=1"]) == []
+    (odd,) = cli.unknown_overrides(["prog", f"--config={path}", "--config.\n"])  # fuzz-found
+    assert "\n" not in odd and odd.startswith("--config.\\n: ")
     (problem,) = cli.unknown_overrides(["prog", f"--config={path}", "--config.optm.lr=1"])
     assert "did you mean --config.optim.lr?" in problem
     assert "(the config has: data, " in problem and "optim, " in problem
