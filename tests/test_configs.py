@@ -131,13 +131,22 @@ def test_reproduce_script_names_its_recipes():
     assert done.returncode == 2 and "usage:" in done.stderr
 
 
-def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
-    # A stand-in interpreter that records each command line, so the plumbing runs in no time.
+REPRODUCE = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+
+
+def _recording_python(tmp_path):
+    """A stand-in interpreter that records each command line (to the returned file), so the
+    plumbing of scripts/reproduce.sh runs in no time."""
     calls = tmp_path / "calls.txt"
     fake = tmp_path / "python"
     fake.write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
     fake.chmod(0o755)
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+    return fake, calls
+
+
+def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
+    fake, calls = _recording_python(tmp_path)
+    script = REPRODUCE
     env = dict(os.environ, PYTHON=str(fake), PRETRAIN_STEPS="300")
     done = subprocess.run(
         ["bash", script, "scratch", str(tmp_path / "work"), "--config.seed=1"],
@@ -166,14 +175,10 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
 
 
 def test_reproduce_distill_ends_with_cosent_on_stsb_train_from_the_distilled_student(tmp_path):
-    calls = tmp_path / "calls.txt"
-    fake = tmp_path / "python"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
-    fake.chmod(0o755)
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+    fake, calls = _recording_python(tmp_path)
     work = tmp_path / "work"
     done = subprocess.run(
-        ["bash", script, "distill", str(work), "--config.seed=1"],
+        ["bash", REPRODUCE, "distill", str(work), "--config.seed=1"],
         capture_output=True,
         text=True,
         env=dict(os.environ, PYTHON=str(fake)),
