@@ -123,15 +123,14 @@ def test_exit_on_input_error_keeps_tracebacks_for_bugs(monkeypatch):
         cli.exit_on_input_error(bad_label)()
 
 
-def test_reproduce_script_names_its_recipes():
-    script = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
-    done = subprocess.run(["bash", script, "bogus", "/tmp/x"], capture_output=True, text=True)
-    assert done.returncode == 2 and "unknown recipe 'bogus': scratch, distill or nli" in done.stderr
-    done = subprocess.run(["bash", script], capture_output=True, text=True)
-    assert done.returncode == 2 and "usage:" in done.stderr
-
-
 REPRODUCE = os.path.join(os.path.dirname(__file__), "..", "scripts", "reproduce.sh")
+
+
+def test_reproduce_script_names_its_recipes():
+    done = subprocess.run(["bash", REPRODUCE, "bogus", "/tmp/x"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown recipe 'bogus': scratch, distill or nli" in done.stderr
+    done = subprocess.run(["bash", REPRODUCE], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage:" in done.stderr
 
 
 def _recording_python(tmp_path):
@@ -146,10 +145,9 @@ def _recording_python(tmp_path):
 
 def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
     fake, calls = _recording_python(tmp_path)
-    script = REPRODUCE
     env = dict(os.environ, PYTHON=str(fake), PRETRAIN_STEPS="300")
     done = subprocess.run(
-        ["bash", script, "scratch", str(tmp_path / "work"), "--config.seed=1"],
+        ["bash", REPRODUCE, "scratch", str(tmp_path / "work"), "--config.seed=1"],
         capture_output=True,
         text=True,
         env=env,
@@ -169,7 +167,7 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
     calls.unlink()
     del env["PRETRAIN_STEPS"]
     env["PRETRAIN_CONFIG"] = "configs/pretrain_budget_gpu.py"
-    subprocess.run(["bash", script, "scratch", str(tmp_path / "w2")], env=env, check=True)
+    subprocess.run(["bash", REPRODUCE, "scratch", str(tmp_path / "w2")], env=env, check=True)
     text = calls.read_text()
     assert "num_steps" not in text and "configs/pretrain_budget_gpu.py" in text.splitlines()[0]
 
