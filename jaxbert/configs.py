@@ -176,6 +176,8 @@ def finetune_config() -> ml_collections.ConfigDict:
             student_layers="0,5",
             student_vocab=0,  # keep this many of the teacher's tokens (0 = all)
             student_intermediate=0,  # prune feed-forward blocks to this many units (0 = keep)
+            # factorise the token embeddings to this width by SVD (0 = keep them whole)
+            student_embedding_size=0,
             cache_dir=".cache/jaxbert/teacher",
         )
     )

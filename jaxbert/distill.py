@@ -190,11 +190,14 @@ def student_from_teacher(
     out_dir: str,
     vocab_multiple: int = 128,
     intermediate_size: int = 0,
+    embedding_size: int = 0,
 ) -> tuple[BertConfig, BertTokenizer, dict]:
     """A smaller encoder cut out of the teacher (as DistilBERT and sentence-transformers'
     distillation example start their students): the teacher's layers `layers`, in order, their
     feed-forward blocks pruned to `intermediate_size` units (0 = kept whole), and its embedding
-    rows `keep_ids` (all when None). Writes the student's vocab.txt to `out_dir`.
+    rows `keep_ids` (all when None), factorised to `embedding_size` (0 = not) by a truncated
+    SVD: a [vocab, embedding_size] table times an [embedding_size, hidden] map, the best
+    approximation of that rank. Writes the student's vocab.txt to `out_dir`.
     Returns (config, tokenizer, {"bert": params})."""
     bert = jax.tree.map(np.asarray, teacher.params["bert"])
     config = teacher.model_config
@@ -213,6 +216,16 @@ def student_from_teacher(
     new_word = np.zeros((rows, word.shape[1]), word.dtype)
     new_word[: len(keep_ids)] = word[keep_ids]
     embeddings = dict(bert["embeddings"], word_embeddings={"embedding": new_word})
+    if embedding_size:
+        if not 0 < embedding_size < word.shape[1]:
+            raise ValueError(
+                f"student embedding size {embedding_size} must be in 1..{word.shape[1] - 1}"
+            )
+        u, s, vt = np.linalg.svd(new_word.astype(np.float64), full_matrices=False)
+        embeddings["word_embeddings"] = {
+            "embedding": (u[:, :embedding_size] * s[:embedding_size]).astype(word.dtype)
+        }
+        embeddings["word_embeddings_projection"] = vt[:embedding_size].astype(word.dtype)
     intermediate_size = intermediate_size or config.intermediate_size
     if not 0 < intermediate_size <= config.intermediate_size:
         raise ValueError(
@@ -234,6 +247,7 @@ def student_from_teacher(
             num_layers=len(layers),
             vocab_size=rows,
             intermediate_size=intermediate_size,
+            embedding_size=embedding_size,
         )
     )
     return student, tokenizer, {"bert": params}

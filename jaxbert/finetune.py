@@ -63,6 +63,7 @@ def encoder_source(config, run_dir: str, teacher=None, sentences=()):
             run_dir,
             config.model.vocab_multiple,
             intermediate_size=config.distill.student_intermediate,
+            embedding_size=config.distill.student_embedding_size,
         )
         return configs.with_runtime_options(model_config, config.model), tokenizer, params
     if config.init_from:

@@ -231,6 +231,19 @@ def params_from_torch(tensors: dict[str, np.ndarray], config: BertConfig) -> dic
     return traverse_util.unflatten_dict({p: jnp.asarray(a) for p, a in flat.items()})
 
 
+def unfactorized(config: BertConfig, params: dict) -> tuple[BertConfig, dict]:
+    """A factorised embedding (`BertConfig.embedding_size`) multiplied out into the plain
+    [vocab, hidden] table Hugging Face's BERT has: the same model, more parameters on disk."""
+    if not config.embedding_size:
+        return config, params
+    embeddings = dict(params["bert"]["embeddings"])
+    table = np.asarray(embeddings["word_embeddings"]["embedding"], np.float32)
+    projection = np.asarray(embeddings.pop("word_embeddings_projection"), np.float32)
+    embeddings["word_embeddings"] = {"embedding": table @ projection}
+    bert = dict(params["bert"], embeddings=embeddings)
+    return dataclasses.replace(config, embedding_size=0), dict(params, bert=bert)
+
+
 def params_to_torch(params: dict, config: BertConfig) -> dict[str, np.ndarray]:
     """jaxbert params ({"bert"} + optional {"cls"}) -> float32 PyTorch-named, BertModel-style.
 
@@ -418,6 +431,7 @@ def export_pretrained(
             f"max_seq_length {max_seq_length} must be in [1, {config.max_position_embeddings}]"
         )
     _check_vocab(tokenizer, config)
+    config, params = unfactorized(config, params)
     out = pathlib.Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tensors = params_to_torch(params, config)

@@ -55,6 +55,9 @@ class BertConfig:
     initializer_range: float = 0.02
     dtype: str = "float32"  # compute dtype; parameters are always float32
     attention_impl: str = "xla"  # "xla" everywhere, "cudnn" for fused attention on NVIDIA GPUs
+    # Token embeddings of this width, mapped to hidden_size by a [embedding_size, hidden] matrix
+    # (ALBERT's factorisation: a large vocabulary for few parameters); 0 = hidden_size, no map.
+    embedding_size: int = 0
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -66,6 +69,11 @@ class BertConfig:
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(
                 f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}"
+            )
+        if not 0 <= self.embedding_size < self.hidden_size:
+            raise ValueError(
+                f"embedding_size {self.embedding_size} must be 0 (no factorisation) or below "
+                f"hidden_size {self.hidden_size}"
             )
 
     @classmethod
@@ -236,8 +244,15 @@ class BertEmbeddings(nn.Module):
         config = self.config
         init = nn.initializers.normal(config.initializer_range)
         self.word_embeddings = nn.Embed(
-            config.vocab_size, config.hidden_size, embedding_init=init, name="word_embeddings"
+            config.vocab_size,
+            config.embedding_size or config.hidden_size,
+            embedding_init=init,
+            name="word_embeddings",
         )
+        if config.embedding_size:
+            self.word_projection = self.param(
+                "word_embeddings_projection", init, (config.embedding_size, config.hidden_size)
+            )
         self.position_embeddings = nn.Embed(
             config.max_position_embeddings,
             config.hidden_size,
@@ -265,9 +280,17 @@ class BertEmbeddings(nn.Module):
         segments = jnp.broadcast_to(types[0], (*segment_ids.shape, types.shape[1]))
         for t in range(1, types.shape[0]):
             segments = jnp.where(segment_ids[..., None] == t, types[t], segments)
-        x = self.word_embeddings(input_ids) + positions + segments
+        words = self.word_embeddings(input_ids)
+        if self.config.embedding_size:
+            words = words @ self.word_projection
+        x = words + positions + segments
         x = self.layer_norm(x.astype(self.config.compute_dtype))
         return self.dropout(x, deterministic=deterministic)
+
+    def word_table(self):
+        """[vocab, hidden] float32: every token's embedding (the product, when factorised)."""
+        table = self.word_embeddings.embedding
+        return table @ self.word_projection if self.config.embedding_size else table
 
 
 class BertSelfAttention(nn.Module):
@@ -413,7 +436,7 @@ class BertModel(nn.Module):
 
     def word_embedding_table(self):
         """[vocab, hidden] float32: the token embeddings, shared with the MLM decoder."""
-        return self.embeddings.word_embeddings.embedding
+        return self.embeddings.word_table()
 
 
 class BertPredictionTransform(nn.Module):

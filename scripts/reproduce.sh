@@ -40,7 +40,7 @@ case "$recipe" in
     ;;
   distill)
     finetune --config configs/distill_minilm.py --workdir "$work/student" "$@"
-    # A second epoch at a quarter of the rate (the student keeps its trimmed vocabulary).
+    # A second epoch at a quarter of the rate (the student keeps its factorised embeddings).
     finetune --config configs/distill_minilm.py --workdir "$work/distilled" \
       --config.init_from="$work/student" --config.distill.student_init= --config.optim.lr=5e-4 "$@"
     # Then graded similarity: CoSENT on STS-B train only (with SICK train mixed in, STS-B dev

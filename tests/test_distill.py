@@ -144,6 +144,33 @@ def test_a_trimmed_vocabulary_still_spells_every_word(teacher_dir, tmp_path):
         distill.student_from_teacher(teacher, [7], keep, str(tmp_path))
 
 
+def test_a_factorised_student_embeds_with_the_best_low_rank_table(teacher_dir, tmp_path):
+    teacher = SentenceModel.from_dir(str(teacher_dir / "run"))
+    layers = range(teacher.model_config.num_layers)
+    config, tokenizer, params = distill.student_from_teacher(
+        teacher, layers, None, str(tmp_path), embedding_size=32
+    )
+    assert config.embedding_size == 32
+    embeddings = params["bert"]["embeddings"]
+    table, projection = embeddings["word_embeddings"]["embedding"], embeddings[
+        "word_embeddings_projection"
+    ]
+    assert table.shape[1] == 32 and projection.shape == (32, teacher.model_config.hidden_size)
+    # The product is the truncated SVD of the teacher's table: its best rank-32 approximation.
+    full = np.asarray(teacher.params["bert"]["embeddings"]["word_embeddings"]["embedding"])
+    u, s, vt = np.linalg.svd(full, full_matrices=False)
+    np.testing.assert_allclose(table @ projection, (u[:, :32] * s[:32]) @ vt[:32], atol=1e-4)
+    student = SentenceModel(model_config=config, params=params, tokenizer=tokenizer)
+    sentences = _sentences(8)
+    cosines = (student.encode(sentences) * teacher.encode(sentences)).sum(-1) / (
+        np.linalg.norm(student.encode(sentences), axis=-1)
+        * np.linalg.norm(teacher.encode(sentences), axis=-1)
+    )
+    assert cosines.min() > 0.5, cosines  # close to the teacher, not equal to it
+    with pytest.raises(ValueError, match="embedding size"):
+        distill.student_from_teacher(teacher, [0], None, str(tmp_path), embedding_size=128)
+
+
 # ----------------------------------------------------------------------------- the objective
 
 
@@ -193,6 +220,7 @@ def test_a_student_cut_from_the_teacher_trains_and_resumes(teacher_dir, tmp_path
     config = _distill_config(tmp_path, str(teacher_dir / "run"))
     config.distill.student_init = "teacher"
     config.distill.student_layers = "1"
+    config.distill.student_embedding_size = 32
     config.train.num_steps = 4
     config.train.checkpoint_every = 2
     finetune.finetune(config, str(tmp_path / "cut"))
@@ -201,6 +229,7 @@ def test_a_student_cut_from_the_teacher_trains_and_resumes(teacher_dir, tmp_path
     assert summary["steps"] == 6 and summary["steps_this_session"] == 2
     student = SentenceModel.from_dir(str(tmp_path / "cut"))
     assert student.model_config.num_layers == 1 and student.module.projection_dim == 0
+    assert student.model_config.embedding_size == 32
 
 
 def test_a_bad_teacher_is_one_clear_error(tmp_path):

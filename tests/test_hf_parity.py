@@ -109,6 +109,24 @@ def test_import_of_export_is_exact(exported):
     assert loaded.tokenizer.to_json_str() == tokenizer.to_json_str()
 
 
+def test_a_factorised_embedding_is_exported_multiplied_out(tmp_path):
+    config = dataclasses.replace(TINY, embedding_size=16)
+    tokenizer = _tiny_tokenizer(tmp_path / "vocab")
+    ids = jnp.zeros((1, 4), jnp.int32)
+    params = _perturbed(SentenceBert(config).init(jax.random.key(2), ids, ids)["params"], 2)
+    export_pretrained(
+        tmp_path / "export", config=config, params=params, tokenizer=tokenizer, max_seq_length=32
+    )
+    loaded = load_pretrained(tmp_path / "export")
+    assert loaded.config == TINY  # Hugging Face's BERT has no factorisation: a plain table
+    ours = SentenceBert(config).apply(
+        {"params": params},
+        *_pad(tokenizer.encode_batch(SENTENCES, max_length=32), tokenizer.pad_id),
+        method=SentenceBert.encode,
+    )
+    np.testing.assert_allclose(_encode(loaded, SENTENCES), ours, atol=1e-5)
+
+
 def test_export_writes_hf_and_sentence_transformers_files(exported):
     directory, _, _ = exported
     for name in (

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxbert import hf
 from jaxbert.model import (
     SIZES,
     BertConfig,
@@ -69,6 +70,8 @@ def test_config_validation():
     )
     assert padded_vocab_size(30522, 128) == 30592
     assert padded_vocab_size(30522, 1) == 30522
+    with pytest.raises(ValueError, match="embedding_size"):
+        BertConfig.from_size("tiny", embedding_size=128)  # not below hidden_size 128
 
 
 def _tiny(**overrides):
@@ -216,6 +219,29 @@ def test_mlm_head_reads_only_the_masked_positions():
     out = model.apply(variables, ids, segments, mask, positions)
     flipped = model.apply(variables, ids, segments, mask, positions[:, ::-1])
     np.testing.assert_allclose(out.mlm_logits[:, ::-1], flipped.mlm_logits, atol=1e-6)
+
+
+def test_a_factorised_embedding_is_the_model_with_its_table_multiplied_out():
+    config = _tiny(hidden_dropout=0.0, attention_dropout=0.0, embedding_size=16)
+    model = BertForPreTraining(config)
+    ids, segments = _random_batch(np.random.default_rng(0), 2, 8)
+    mask, positions = np.ones_like(ids), np.array([[1, 5], [0, 7]], np.int32)
+    params = model.init(jax.random.key(0), ids, segments, mask, positions)["params"]
+    embeddings = params["bert"]["embeddings"]
+    assert embeddings["word_embeddings"]["embedding"].shape == (97, 16)
+    assert embeddings["word_embeddings_projection"].shape == (16, 128)
+    plain_config, plain = hf.unfactorized(config, params)
+    assert plain_config.embedding_size == 0 and "word_embeddings_projection" not in (
+        plain["bert"]["embeddings"]
+    )
+    assert plain["bert"]["embeddings"]["word_embeddings"]["embedding"].shape == (97, 128)
+    out = model.apply({"params": params}, ids, segments, mask, positions)
+    reference = BertForPreTraining(plain_config).apply(
+        {"params": plain}, ids, segments, mask, positions
+    )
+    # The encoder and the MLM decoder tied to the table both see the product.
+    np.testing.assert_allclose(out.mlm_logits, reference.mlm_logits, atol=1e-4)
+    np.testing.assert_allclose(out.nsp_logits, reference.nsp_logits, atol=1e-5)
 
 
 def test_mean_pooling_ignores_padding_and_max_and_cls():
