@@ -231,9 +231,8 @@ def test_a_factorised_embedding_is_the_model_with_its_table_multiplied_out():
     assert embeddings["word_embeddings"]["embedding"].shape == (97, 16)
     assert embeddings["word_embeddings_projection"].shape == (16, 128)
     plain_config, plain = hf.unfactorized(config, params)
-    assert plain_config.embedding_size == 0 and "word_embeddings_projection" not in (
-        plain["bert"]["embeddings"]
-    )
+    assert plain_config.embedding_size == 0
+    assert "word_embeddings_projection" not in plain["bert"]["embeddings"]
     assert plain["bert"]["embeddings"]["word_embeddings"]["embedding"].shape == (97, 128)
     out = model.apply({"params": params}, ids, segments, mask, positions)
     reference = BertForPreTraining(plain_config).apply(
