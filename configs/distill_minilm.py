@@ -6,21 +6,20 @@ plus the sentences of the NLI / STS / SICK train sets; no labels, no dev sentenc
 
 The student is cut out of the teacher, as DistilBERT and sentence-transformers' distillation
 example start theirs: the teacher's layers 0, 3 and 5 of 6, their feed-forward blocks pruned
-to the 384 of 1,536 units with the largest weights, and the 9,000 tokens the sentences use most
-(plus every character token, so WordPiece still spells any word): 6.50 M parameters, 0.29 of
-the teacher's 22.7 M, and a quarter of its matmul work per token. It then learns the teacher's
-(normalised) embeddings by MSE. The teacher's embeddings are computed once and cached in
-.cache/jaxbert/teacher (a rerun reads them). Cut out and not yet trained, the student scores
-78.2 STS-B dev (the teacher 86.72).
+to the 384 of 1,536 units with the largest weights, and the teacher's whole 30,522-token table
+factorised by a truncated SVD into a 128-wide table and a [128, 384] map (ALBERT's embedding
+factorisation; `BertConfig.embedding_size`): 6.98 M parameters, 0.31 of the teacher's 22.7 M,
+a quarter of its matmul work per token, and the teacher's own tokens (a trimmed 9,000-token
+vocabulary, the recipe before, spelt sentences in 12 % more tokens). It then learns the
+teacher's (normalised) embeddings by MSE. The teacher's embeddings are computed once and cached
+in .cache/jaxbert/teacher (a rerun reads them). Cut out and not yet trained, the student scores
+78.08 STS-B dev (the teacher 86.72).
 
-Expected (2-core CPU, idle, 2026-12-05, seed 0): 1,192 steps of 128 sentences in 19 min after
-12 min of teacher encoding (152,594 sentences, once); STS-B dev 82.49 (teacher 86.72). The
-`distill` recipe of scripts/reproduce.sh then runs a second epoch from that student at lr 5e-4
-(--config.init_from=<run> --config.distill.student_init= --config.optim.lr=5e-4; 16 min): its
-best evaluation, step 500, 82.72; then CoSENT on STS-B train (configs/sbert_sts_cosent.py,
-batches of 16, 1.1 min): STS-B dev 84.06, SICK-R trial 76.03; 50.5 min for the whole recipe.
-Encode speed 2.86x the teacher's (README "Results"). Feed-forward blocks of 768 units instead
-(7.39 M parameters): 82.56 after one epoch, 82.89 after two, 2.5x the teacher.
+Expected (2-core CPU, idle, 2026-12-05, seed 0): 1,192 steps of 128 sentences in 15.8 min after
+12 min of teacher encoding (152,594 sentences, once); STS-B dev 85.92 at step 250, 86.53 at the
+end (teacher 86.72). The `distill` recipe of scripts/reproduce.sh then runs CoSENT on STS-B
+train (configs/sbert_sts_cosent.py, batches of 16, 1.1 min): STS-B dev 86.94, SICK-R trial
+78.70. Encode speed 3.04x the teacher's (README "Results").
 """
 
 import os
