@@ -60,7 +60,7 @@ case "$recipe" in
       --config.init_from="$minilm" --config.train.epochs=2 "$@"
     finetune --config configs/sbert_nli_head.py --workdir "$work/final" \
       --config.init_from="$work/head" --config.optim.freeze= --config.optim.lr=2e-5 \
-      --config.train.epochs=1 --config.train.eval_every=100 --config.train.eval_at_start=True "$@"
+      --config.train.epochs=2 --config.train.eval_every=100 --config.train.eval_at_start=True "$@"
     tasks="stsb sick snli mnli"
     ;;
   *)
