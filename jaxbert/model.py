@@ -280,17 +280,18 @@ class BertEmbeddings(nn.Module):
         segments = jnp.broadcast_to(types[0], (*segment_ids.shape, types.shape[1]))
         for t in range(1, types.shape[0]):
             segments = jnp.where(segment_ids[..., None] == t, types[t], segments)
-        words = self.word_embeddings(input_ids)
-        if self.config.embedding_size:
-            words = words @ self.word_projection
-        x = words + positions + segments
+        x = self._to_hidden(self.word_embeddings(input_ids)) + positions + segments
         x = self.layer_norm(x.astype(self.config.compute_dtype))
         return self.dropout(x, deterministic=deterministic)
 
+    def _to_hidden(self, words):
+        """Token embeddings [..., embedding_size] -> [..., hidden] through the factorisation's
+        map; unchanged when the table is not factorised."""
+        return words @ self.word_projection if self.config.embedding_size else words
+
     def word_table(self):
         """[vocab, hidden] float32: every token's embedding (the product, when factorised)."""
-        table = self.word_embeddings.embedding
-        return table @ self.word_projection if self.config.embedding_size else table
+        return self._to_hidden(self.word_embeddings.embedding)
 
 
 class BertSelfAttention(nn.Module):
