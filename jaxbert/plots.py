@@ -183,7 +183,7 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
 
 
 # The scratch recipe's stages in scripts/reproduce.sh, in order; their training time is added up.
-SCRATCH_STAGES = ("pretrain", "mnr", "sts", "final")
+SCRATCH_STAGES = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
 
 
 def budget_points(workdirs: list[str]) -> list[dict]:

@@ -21,7 +21,7 @@ from jaxbert import cli, plots
 OUT = flags.DEFINE_string("out", "recipes.png", "PNG to write")
 BUDGETS = flags.DEFINE_bool("budgets", False, "scratch runs at several pretraining budgets")
 # The stages of each recipe in scripts/reproduce.sh, in order.
-STAGES = ("pretrain", "mnr", "sts", "student", "head", "final")
+STAGES = ("pretrain", "mnr", "sts", "student", "head", "nli", "sts2", "final")
 # Dashed lines on the budgets plot: issue 14's targets and the lexical baselines
 # (scripts/baselines.py, README "Results").
 REFERENCES = {

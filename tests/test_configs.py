@@ -155,9 +155,25 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
     stages = [line for line in lines if "--config " in line]
-    assert [line.split()[0] for line in stages] == ["scripts/pretrain.py"] + 3 * [
+    assert [line.split()[0] for line in stages] == ["scripts/pretrain.py"] + 6 * [
         "scripts/finetune.py"
     ]
+    args = [line.split() for line in stages]
+    work = tmp_path / "work"
+    names = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
+    assert [a[a.index("--workdir") + 1] for a in args] == [str(work / name) for name in names]
+    # Each fine-tuning stage starts from the one before it.
+    for before, stage in zip(names, args[1:]):
+        assert f"--config.init_from={work / before}" in stage
+    configs = [a[a.index("--config") + 1].split("/")[-1] for a in args[1:]]
+    assert configs == ["sbert_nli_mnr.py", "sbert_sts_cosent.py"] + [
+        "sbert_nli_head.py",
+        "sbert_nli_head.py",
+        "sbert_sts_cosent.py",
+        "sbert_nli_head.py",
+    ]
+    # Only the NLI stage trains the encoder with the head; the final head sees a frozen encoder.
+    assert [("--config.optim.freeze=" in a) for a in args[1:]] == [0, 0, 0, 1, 0, 0]
     assert "--config.train.num_steps=300" in stages[0].split()
     assert not any("num_steps" in line for line in stages[1:])
     assert all("--config.seed=1" in line.split() for line in stages)
@@ -212,8 +228,8 @@ def _scratch_workdir(root, steps, minutes, stsb, snli):
 
 
 def test_budget_points_read_each_scratch_run_and_plot(tmp_path):
-    big = _scratch_workdir(tmp_path / "s900", 900, (30, 5, 6, 6), 77.9, 0.58)
-    small = _scratch_workdir(tmp_path / "s100", 100, (3, 5, 6, 6), 70.0, 0.52)
+    big = _scratch_workdir(tmp_path / "s900", 900, (30, 5, 6, 2, 1, 1, 2), 77.9, 0.58)
+    small = _scratch_workdir(tmp_path / "s100", 100, (3, 5, 6, 2, 1, 1, 2), 70.0, 0.52)
     points = plots.budget_points([big, small])
     assert [p["pretrain_steps"] for p in points] == [100, 900]  # sorted by tokens
     assert points[1]["tokens"] == 900 * 64 * 128
