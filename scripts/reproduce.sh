@@ -35,7 +35,7 @@ case "$recipe" in
     finetune --config configs/sbert_sts_cosent.py --workdir "$work/sts" \
       --config.init_from="$work/mnr" "$@"
     # NLI: a head on the frozen encoder; then head and encoder together at a high rate (SNLI dev
-    # +13 points, STS-B -2.6); CoSENT again wins the similarity back, and a head trained anew on
+    # +12 points, STS-B -2.6); CoSENT again wins the similarity back, and a head trained anew on
     # the frozen final encoder keeps most of the NLI (README "Results").
     finetune --config configs/sbert_nli_head.py --workdir "$work/head" \
       --config.init_from="$work/sts" "$@"
