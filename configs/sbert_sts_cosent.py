@@ -12,7 +12,8 @@ idle; STS-B dev 68.4 -> 78.18, SICK-R trial 76.31 (after 900 pretraining steps, 
 2e-4: 78.11 / 75.35 at epoch 2 (the best evaluation), 77.16 at the end. The scratch recipe runs it
 again after its NLI stage: STS-B 75.59 -> 78.41 (best evaluation, step 400), 2.7 min. The `distill`
 recipe's last stage (STS-B train only, lr 2e-5, batches of 16, one epoch, normalised embeddings):
-86.53 -> 86.94, SICK-R trial 78.70, in 1.1 min.
+86.53 -> 86.94, SICK-R trial 78.70, in 1.1 min; the `nli` recipe's third stage (the same, evaluated
+every 120 steps, the NLI head carried along): 85.49 -> 87.31 (step 120), 4.1 min.
 """
 
 from jaxbert.configs import finetune_config

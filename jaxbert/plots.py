@@ -139,7 +139,7 @@ def plot_feedback_comparison(report: dict, out_path: str) -> str:
 def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
     """Dev quality against training time, one line per recipe through all its stages.
 
-    recipes: name -> [run directory of each stage, ...] in order (missing ones are skipped).
+    recipes: name -> [run directory of each stage, ...] in order (`recipe_stages`).
     Each run's eval points (metrics.jsonl) are placed at the wall-clock minutes spent so far:
     the earlier stages' `wall_seconds` (summary.json) plus this stage's, shared out by step.
     Panels: STS-B dev Spearman and SNLI dev accuracy (where a stage measures it); stage
@@ -182,8 +182,29 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
     return out_path
 
 
-# The scratch recipe's stages in scripts/reproduce.sh, in order; their training time is added up.
-SCRATCH_STAGES = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
+def recipe_stages(run_dir: str) -> list[str]:
+    """The run directories a recipe went through to make run_dir, first to last.
+
+    Follows each run's `init_from` (config.json) back while it names another run; `hf:` imports
+    and runs from nothing end the chain. run_dir may be a scripts/reproduce.sh WORKDIR, whose
+    final/ is taken. A stage is looked for beside the later one first (its name in the same
+    WORKDIR), so a moved or copied WORKDIR reads its own stages.
+    """
+    if os.path.isdir(os.path.join(run_dir, "final")):
+        run_dir = os.path.join(run_dir, "final")
+    stages = []
+    while run_dir and run_dir not in stages:
+        config_path = os.path.join(run_dir, "config.json")
+        if not os.path.exists(config_path):
+            raise FileNotFoundError(f"{config_path} is missing: is {run_dir} a finished run?")
+        stages.insert(0, run_dir)
+        with open(config_path) as f:
+            init_from = json.load(f).get("init_from", "")
+        if not init_from or init_from.startswith("hf:"):
+            break
+        beside = os.path.join(os.path.dirname(run_dir), os.path.basename(init_from.rstrip("/")))
+        run_dir = beside if os.path.isdir(beside) else init_from
+    return stages
 
 
 def budget_points(workdirs: list[str]) -> list[dict]:
@@ -209,7 +230,8 @@ def budget_points(workdirs: list[str]) -> list[dict]:
                 return json.load(f)
 
         pretrain, config = read("pretrain", "summary.json"), read("pretrain", "config.json")
-        minutes = sum(read(stage, "summary.json")["wall_seconds"] for stage in SCRATCH_STAGES) / 60
+        stages = [os.path.relpath(stage, work) for stage in recipe_stages(work)]
+        minutes = sum(read(stage, "summary.json")["wall_seconds"] for stage in stages) / 60
         sequence_tokens = config["train"]["batch_size"] * config["data"]["max_len"]
         points.append(
             {

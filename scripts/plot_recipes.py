@@ -5,8 +5,9 @@
     python scripts/plot_recipes.py --budgets --out docs/budgets.png \
         runs/budget/s100 runs/budget/s300 runs/budget/s900
 
-Each NAME=WORKDIR is a reproduce.sh work directory; its stages are read in the recipe's order and
-drawn against training minutes. With --budgets, each WORKDIR is a finished scratch recipe run at
+Each NAME=WORKDIR is a reproduce.sh work directory (or any recipe's last run directory); its
+stages, found by following each run's init_from back from WORKDIR/final, are drawn in order
+against training minutes. With --budgets, each WORKDIR is a finished scratch recipe run at
 another pretraining budget (PRETRAIN_STEPS=N bash scripts/reproduce.sh scratch WORKDIR), drawn as
 final STS-B and SNLI dev scores against pretraining tokens.
 """
@@ -20,8 +21,6 @@ from jaxbert import cli, plots
 
 OUT = flags.DEFINE_string("out", "recipes.png", "PNG to write")
 BUDGETS = flags.DEFINE_bool("budgets", False, "scratch runs at several pretraining budgets")
-# The stages of each recipe in scripts/reproduce.sh, in order.
-STAGES = ("pretrain", "mnr", "sts", "student", "head", "nli", "sts2", "final")
 # Dashed lines on the budgets plot: issue 14's targets and the lexical baselines
 # (scripts/baselines.py, README "Results").
 REFERENCES = {
@@ -44,7 +43,7 @@ def main(argv):
         name, _, work = item.partition("=")
         if not work or not os.path.isdir(work):
             raise ValueError(f"expected NAME=WORKDIR with an existing WORKDIR, got {item!r}")
-        recipes[name] = [os.path.join(work, stage) for stage in STAGES]
+        recipes[name] = plots.recipe_stages(work)
     if not recipes:
         raise ValueError("name at least one recipe: NAME=WORKDIR")
     print(plots.plot_recipe_progress(recipes, OUT.value))

@@ -188,6 +188,42 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
     assert "num_steps" not in text and "configs/pretrain_budget_gpu.py" in text.splitlines()[0]
 
 
+def test_reproduce_nli_trains_the_encoder_once_then_cosent_then_the_head_again(tmp_path):
+    fake, calls = _recording_python(tmp_path)
+    # The recipe asks the interpreter where all-MiniLM-L6-v2 is installed.
+    fake.write_text(
+        f'#!/usr/bin/env bash\nif [ "$1" = -c ]; then echo /minilm; exit; fi\necho "$@" >> {calls}\n'
+    )
+    work = tmp_path / "work"
+    done = subprocess.run(
+        ["bash", REPRODUCE, "nli", str(work), "--config.seed=1"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=str(fake)),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    args = [line.split() for line in lines if "--config " in line]
+    names = ("head", "nli", "sts", "final")
+    assert [a[a.index("--workdir") + 1] for a in args] == [str(work / n) for n in names]
+    assert "--config.init_from=/minilm" in args[0]
+    for before, stage in zip(names, args[1:]):
+        assert f"--config.init_from={work / before}" in stage
+    configs = [a[a.index("--config") + 1].split("/")[-1] for a in args]
+    assert configs == ["sbert_nli_head.py", "sbert_nli_head.py", "sbert_sts_cosent.py"] + [
+        "sbert_nli_head.py"
+    ]
+    # Only the NLI stage trains the encoder with the head; CoSENT carries the head's shape along
+    # so the last stage starts from the trained head, not a new one.
+    assert [("--config.optim.freeze=" in a) for a in args] == [0, 1, 0, 0]
+    assert "--config.sbert.features=u,v,|u-v|,u*v" in args[2]
+    assert "--config.sbert.head_hidden=1024" in args[2]
+    assert "--config.data.train=stsb_train" in args[2]
+    assert all("--config.seed=1" in a for a in args)
+    evaluations = [line.split()[-1] for line in lines if "scripts/evaluate.py" in line]
+    assert evaluations == ["stsb", "sick", "snli", "mnli"]
+
+
 def test_reproduce_distill_ends_with_cosent_on_stsb_train_from_the_student(tmp_path):
     fake, calls = _recording_python(tmp_path)
     work = tmp_path / "work"
@@ -213,18 +249,45 @@ def test_reproduce_distill_ends_with_cosent_on_stsb_train_from_the_student(tmp_p
     assert all(f"--model {work / 'final'}" in line for line in evaluations)
 
 
+SCRATCH_STAGES = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
+
+
 def _scratch_workdir(root, steps, minutes, stsb, snli):
     def write(obj, *parts):
         path = root.joinpath(*parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj))
 
-    for stage, stage_minutes in zip(plots.SCRATCH_STAGES, minutes):
+    for before, stage, stage_minutes in zip(("",) + SCRATCH_STAGES, SCRATCH_STAGES, minutes):
         write({"steps": steps, "wall_seconds": 60.0 * stage_minutes}, stage, "summary.json")
-    write({"train": {"batch_size": 64}, "data": {"max_len": 128}}, "pretrain", "config.json")
+        # As reproduce.sh leaves them: each stage starts from the one before, by its path then.
+        init_from = f"elsewhere/{before}" if before else ""
+        write({"init_from": init_from}, stage, "config.json")
+    write(
+        {"init_from": "", "train": {"batch_size": 64}, "data": {"max_len": 128}},
+        "pretrain",
+        "config.json",
+    )
     write({"spearman": stsb}, "final", "eval", "stsb_stsb_dev.json")
     write({"accuracy": snli}, "final", "eval", "snli_snli_dev.json")
     return str(root)
+
+
+def test_recipe_stages_follow_init_from_back_from_final(tmp_path):
+    work = _scratch_workdir(tmp_path / "moved", 900, (1,) * 7, 77.9, 0.58)
+    assert plots.recipe_stages(work) == [os.path.join(work, s) for s in SCRATCH_STAGES]
+    # A run outside the WORKDIR is followed by its own path; hf: imports end the chain.
+    outside = tmp_path / "probe"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"init_from": "hf:/some/model"}))
+    final = os.path.join(work, "final", "config.json")
+    with open(final, "w") as f:
+        json.dump({"init_from": str(outside)}, f)
+    assert plots.recipe_stages(work) == [str(outside), os.path.join(work, "final")]
+    with open(final, "w") as f:
+        json.dump({"init_from": str(tmp_path / "gone")}, f)
+    with pytest.raises(FileNotFoundError, match="gone/config.json is missing"):
+        plots.recipe_stages(work)
 
 
 def test_budget_points_read_each_scratch_run_and_plot(tmp_path):
