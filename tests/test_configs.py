@@ -191,9 +191,8 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
 def test_reproduce_nli_trains_the_encoder_once_then_cosent_then_the_head_again(tmp_path):
     fake, calls = _recording_python(tmp_path)
     # The recipe asks the interpreter where all-MiniLM-L6-v2 is installed.
-    fake.write_text(
-        f'#!/usr/bin/env bash\nif [ "$1" = -c ]; then echo /minilm; exit; fi\necho "$@" >> {calls}\n'
-    )
+    answer = 'if [ "$1" = -c ]; then echo /minilm; exit; fi'
+    fake.write_text(f'#!/usr/bin/env bash\n{answer}\necho "$@" >> {calls}\n')
     work = tmp_path / "work"
     done = subprocess.run(
         ["bash", REPRODUCE, "nli", str(work), "--config.seed=1"],
