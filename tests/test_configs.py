@@ -135,12 +135,30 @@ def test_reproduce_script_names_its_recipes():
 
 def _recording_python(tmp_path):
     """A stand-in interpreter that records each command line (to the returned file), so the
-    plumbing of scripts/reproduce.sh runs in no time."""
+    plumbing of scripts/reproduce.sh runs in no time. Asked where all-MiniLM-L6-v2 is installed
+    (`-c ...`, the nli recipe's first question), it answers /minilm."""
     calls = tmp_path / "calls.txt"
     fake = tmp_path / "python"
-    fake.write_text(f'#!/usr/bin/env bash\necho "$@" >> {calls}\n')
+    answer = 'if [ "$1" = -c ]; then echo /minilm; exit; fi'
+    fake.write_text(f'#!/usr/bin/env bash\n{answer}\necho "$@" >> {calls}\n')
     fake.chmod(0o755)
     return fake, calls
+
+
+def _reproduce(tmp_path, recipe):
+    """Runs `reproduce.sh RECIPE WORKDIR --config.seed=1` with the recording interpreter; returns
+    WORKDIR, the recorded command lines and the training stages' arguments, split."""
+    fake, calls = _recording_python(tmp_path)
+    work = tmp_path / "work"
+    done = subprocess.run(
+        ["bash", REPRODUCE, recipe, str(work), "--config.seed=1"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHON=str(fake)),
+    )
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    return work, lines, [line.split() for line in lines if "--config " in line]
 
 
 def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
@@ -189,20 +207,7 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
 
 
 def test_reproduce_nli_trains_the_encoder_once_then_cosent_then_the_head_again(tmp_path):
-    fake, calls = _recording_python(tmp_path)
-    # The recipe asks the interpreter where all-MiniLM-L6-v2 is installed.
-    answer = 'if [ "$1" = -c ]; then echo /minilm; exit; fi'
-    fake.write_text(f'#!/usr/bin/env bash\n{answer}\necho "$@" >> {calls}\n')
-    work = tmp_path / "work"
-    done = subprocess.run(
-        ["bash", REPRODUCE, "nli", str(work), "--config.seed=1"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHON=str(fake)),
-    )
-    assert done.returncode == 0, done.stderr
-    lines = calls.read_text().splitlines()
-    args = [line.split() for line in lines if "--config " in line]
+    work, lines, args = _reproduce(tmp_path, "nli")
     names = ("head", "nli", "sts", "final")
     assert [a[a.index("--workdir") + 1] for a in args] == [str(work / n) for n in names]
     assert "--config.init_from=/minilm" in args[0]
@@ -224,17 +229,7 @@ def test_reproduce_nli_trains_the_encoder_once_then_cosent_then_the_head_again(t
 
 
 def test_reproduce_distill_ends_with_cosent_on_stsb_train_from_the_student(tmp_path):
-    fake, calls = _recording_python(tmp_path)
-    work = tmp_path / "work"
-    done = subprocess.run(
-        ["bash", REPRODUCE, "distill", str(work), "--config.seed=1"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHON=str(fake)),
-    )
-    assert done.returncode == 0, done.stderr
-    lines = calls.read_text().splitlines()
-    stages = [line.split() for line in lines if "--config " in line]
+    work, lines, stages = _reproduce(tmp_path, "distill")
     configs = [s[s.index("--config") + 1] for s in stages]
     assert configs == ["configs/distill_minilm.py", "configs/sbert_sts_cosent.py"]
     workdirs = [s[s.index("--workdir") + 1] for s in stages]
