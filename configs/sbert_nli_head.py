@@ -8,8 +8,9 @@ A stage of the recipes in scripts/reproduce.sh; it needs an encoder to start fro
 
 Add --config.optim.freeze= --config.optim.lr=1e-4 to go on training the encoder too (starting
 from a trained head: init_from a run of this config); that raises NLI accuracy and costs STS.
-Expected (2-core CPU, idle, 2026-12-06): on all-MiniLM-L6-v2, 2 epochs in 5.2 min, SNLI dev
-(first 3,000 pairs) 70.5 %; then with the encoder (lr 1e-4, 2 epochs, 17.6 min) 79.40 % at its
+Expected (2-core CPU, 2026-12-06; times vary 1.7x with the machine's speed): on all-MiniLM-L6-v2,
+2 epochs in 5.2 min, SNLI dev (first 3,000 pairs) 70.5 %; then with the encoder (lr 1e-4, 2
+epochs, 17.6 min; 10.1 in the seed-1 run) 79.40 % at its
 best evaluation (step 450), full dev sets SNLI 78.76 %, MNLI 53.42 / 55.52 %, STS-B 86.72 ->
 85.49 (lr 2e-5: 76.87 %, 47.68 / 49.75 %, 86.49); after CoSENT on STS-B train, the head again on
 the frozen encoder (5.3 min): SNLI 78.11 %, MNLI 53.90 / 56.44 %, STS-B 87.31 (the `nli` recipe).

@@ -145,16 +145,18 @@ def _recording_python(tmp_path):
     return fake, calls
 
 
-def _reproduce(tmp_path, recipe):
-    """Runs `reproduce.sh RECIPE WORKDIR --config.seed=1` with the recording interpreter; returns
-    WORKDIR, the recorded command lines and the training stages' arguments, split."""
+def _reproduce(tmp_path, recipe, **env):
+    """Runs `reproduce.sh RECIPE WORKDIR --config.seed=1` with the recording interpreter and the
+    extra environment variables env; returns WORKDIR, the recorded command lines (of this run
+    only) and the training stages' arguments, split."""
     fake, calls = _recording_python(tmp_path)
+    calls.unlink(missing_ok=True)
     work = tmp_path / "work"
     done = subprocess.run(
         ["bash", REPRODUCE, recipe, str(work), "--config.seed=1"],
         capture_output=True,
         text=True,
-        env=dict(os.environ, PYTHON=str(fake)),
+        env=dict(os.environ, PYTHON=str(fake), **env),
     )
     assert done.returncode == 0, done.stderr
     lines = calls.read_text().splitlines()
@@ -162,22 +164,9 @@ def _reproduce(tmp_path, recipe):
 
 
 def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
-    fake, calls = _recording_python(tmp_path)
-    env = dict(os.environ, PYTHON=str(fake), PRETRAIN_STEPS="300")
-    done = subprocess.run(
-        ["bash", REPRODUCE, "scratch", str(tmp_path / "work"), "--config.seed=1"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert done.returncode == 0, done.stderr
-    lines = calls.read_text().splitlines()
-    stages = [line for line in lines if "--config " in line]
-    assert [line.split()[0] for line in stages] == ["scripts/pretrain.py"] + 6 * [
-        "scripts/finetune.py"
-    ]
-    args = [line.split() for line in stages]
-    work = tmp_path / "work"
+    work, lines, args = _reproduce(tmp_path, "scratch", PRETRAIN_STEPS="300")
+    stages = [" ".join(a) for a in args]
+    assert [a[0] for a in args] == ["scripts/pretrain.py"] + 6 * ["scripts/finetune.py"]
     names = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
     assert [a[a.index("--workdir") + 1] for a in args] == [str(work / name) for name in names]
     # Each fine-tuning stage starts from the one before it.
@@ -198,12 +187,9 @@ def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp
     assert sum("scripts/evaluate.py" in line for line in lines) == 4
     assert "configs/pretrain_budget.py" in stages[0].split()
     # Without PRETRAIN_STEPS the config's own budget stands; PRETRAIN_CONFIG picks the config.
-    calls.unlink()
-    del env["PRETRAIN_STEPS"]
-    env["PRETRAIN_CONFIG"] = "configs/pretrain_budget_gpu.py"
-    subprocess.run(["bash", REPRODUCE, "scratch", str(tmp_path / "w2")], env=env, check=True)
-    text = calls.read_text()
-    assert "num_steps" not in text and "configs/pretrain_budget_gpu.py" in text.splitlines()[0]
+    _, lines, _ = _reproduce(tmp_path, "scratch", PRETRAIN_CONFIG="configs/pretrain_budget_gpu.py")
+    text = "\n".join(lines)
+    assert "num_steps" not in text and "configs/pretrain_budget_gpu.py" in lines[0]
 
 
 def test_reproduce_nli_trains_the_encoder_once_then_cosent_then_the_head_again(tmp_path):
