@@ -633,10 +633,10 @@ def model_card_section(model: SentenceModel, path: str) -> None:
     curves = [(c, p) for c, p in card.plots if p.endswith("curves.png")]
     for caption, image in curves:
         st.image(image, caption=caption)
-    confusions = [plot for plot in card.plots if plot not in curves]
-    if confusions:
+    evaluations = [plot for plot in card.plots if plot not in curves]  # confusion, reliability
+    if evaluations:
         columns = st.columns(2)
-        for i, (caption, image) in enumerate(confusions):
+        for i, (caption, image) in enumerate(evaluations):
             columns[i % 2].image(image, caption=caption)
 
 
@@ -775,6 +775,9 @@ def no_model_page(problem: str) -> None:
 def sidebar_summary(model: SentenceModel) -> None:
     info = model.describe()
     labels = ", ".join(info["labels"]) if model.has_classifier else "none (no classifier)"
+    if model.has_classifier and info["temperature"] != 1.0:
+        # Fitted on dev pairs after fine-tuning: the probabilities shown are calibrated.
+        labels += f" (probabilities at temperature {info['temperature']:.2f})"
     st.sidebar.markdown(
         f"**Source** `{info['source']}`  \n"
         f"**Encoder** {info['layers']} layers · hidden {info['hidden']} · {info['heads']} heads  \n"

@@ -120,6 +120,7 @@ def save_served(model: SentenceModel, out_dir: str, serve_dtype: str = SERVE_DTY
         "has_classifier": model.has_classifier,
         "projection_dim": model.module.projection_dim,
         "head_hidden": model.module.head_hidden,
+        "temperature": model.temperature,
         # How the app serves it: "none" (float32 dense layers) or "int8" / "bfloat16" ones,
         # quantised from the stored parameters when loaded (jaxbert.quantize).
         "quantize": model.quantize,
@@ -156,6 +157,7 @@ def load_served(path: str) -> SentenceModel:
         has_classifier=served["has_classifier"],
         projection_dim=served.get("projection_dim", 0),
         head_hidden=served.get("head_hidden", 0),
+        temperature=served.get("temperature", 1.0),
         source=f"{path} (exported from {served['exported_from']})",
         quantize=served.get("quantize", "none"),
     )

@@ -73,6 +73,58 @@ def nli_report(gold: np.ndarray, predicted: np.ndarray, label_names: Sequence[st
     }
 
 
+CALIBRATION_BINS = 15
+
+
+def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
+    """Expected calibration error (x100) and its reliability bins: the predictions grouped by
+    their top probability into `bins` equal-width bins, each bin's mean top probability against
+    the share of its predictions that are right. ECE is the mean gap weighted by the bins' counts
+    (Guo et al. 2017): 0 when a p % prediction is right p % of the time."""
+    probs = np.asarray(probs, np.float64)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == np.asarray(gold)
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    table, gap = [], 0.0
+    for b in range(bins):
+        chosen = which == b
+        count = int(chosen.sum())
+        if count:
+            mean_confidence = float(confidence[chosen].mean())
+            accuracy = float(correct[chosen].mean())
+            gap += count * abs(mean_confidence - accuracy)
+            table.append({"confidence": mean_confidence, "accuracy": accuracy, "count": count})
+    return {"ece": 100 * gap / max(len(confidence), 1), "bins": table}
+
+
+def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature T minimising the cross-entropy of softmax(log(probs) / T) on labelled
+    pairs (temperature scaling, Guo et al. 2017): T > 1 softens an overconfident classifier,
+    and no prediction changes. `probs` are the classifier's untempered probabilities (their
+    logs are its logits up to a per-row constant, which softmax ignores)."""
+    from scipy.optimize import minimize_scalar
+
+    gold = np.asarray(gold, np.int64)
+    if len(gold) == 0:
+        raise ValueError("fitting a temperature needs labelled pairs")
+    rows = np.arange(len(gold))
+
+    def nll(log_t: float) -> float:
+        tempered = temper(probs, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.maximum(tempered[rows, gold], 1e-300))))
+
+    # T between 0.05 and 20: beyond either, the classifier's confidence carries no information.
+    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(best.x))
+
+
+def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(log(probs) / temperature): what the classifier gives at that temperature."""
+    z = np.log(np.maximum(np.asarray(probs, np.float64), 1e-30)) / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
 def encode_unique(model: SentenceModel, sentences: Sequence[str], batch_size: int = 128):
     """Embeds each distinct sentence once (premises repeat across NLI pairs)."""
     unique, inverse = np.unique(np.asarray(sentences, dtype=object), return_inverse=True)
@@ -84,8 +136,11 @@ def cosine_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (u * v).sum(axis=1) / norms
 
 
-def evaluate_nli(model: SentenceModel, dataset: PairDataset, batch_size: int = 128) -> dict:
-    """NLI metrics of the model's classifier; dataset labels are matched to the model's by name."""
+def nli_probabilities(
+    model: SentenceModel, dataset: PairDataset, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier's probabilities on labelled pairs [n, labels] and the gold labels [n], both
+    in the model's label order (dataset labels are matched to the model's by name)."""
     if not dataset.label_names:
         raise ValueError(f"{dataset.name} has similarity scores, not NLI labels")
     if not model.has_classifier:
@@ -104,9 +159,25 @@ def evaluate_nli(model: SentenceModel, dataset: PairDataset, batch_size: int = 1
     gold = to_model[np.asarray(dataset.labels)]
     u = encode_unique(model, dataset.sentence1, batch_size)
     v = encode_unique(model, dataset.sentence2, batch_size)
-    probs = model.probabilities_from_embeddings(u, v, batch_size)
-    report = nli_report(gold, probs.argmax(axis=1), model.label_names)
+    return model.probabilities_from_embeddings(u, v, batch_size), gold
+
+
+def nli_scores(probs: np.ndarray, gold: np.ndarray, label_names: Sequence[str]) -> dict:
+    """`nli_report` of the top labels, plus the cross-entropy, ECE and reliability bins."""
+    report = nli_report(gold, probs.argmax(axis=1), label_names)
     report["loss"] = float(-np.mean(np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12))))
+    calibration = reliability(probs, gold)
+    report["ece"] = calibration["ece"]
+    report["reliability"] = calibration["bins"]
+    return report
+
+
+def evaluate_nli(model: SentenceModel, dataset: PairDataset, batch_size: int = 128) -> dict:
+    """NLI metrics of the model's classifier (at its temperature); dataset labels are matched to
+    the model's by name."""
+    probs, gold = nli_probabilities(model, dataset, batch_size)
+    report = nli_scores(probs, gold, model.label_names)
+    report["temperature"] = model.temperature
     report["dataset"] = dataset.name
     return report
 
@@ -135,6 +206,11 @@ def format_report(report: dict) -> str:
             f"accuracy  {100 * report['accuracy']:6.2f} %   macro F1 "
             f"{100 * report['macro_f1']:6.2f}"
         )
+        if "ece" in report:
+            lines.append(
+                f"cross-entropy {report['loss']:.4f}   ECE {report['ece']:5.2f}   "
+                f"(temperature {report.get('temperature', 1.0):.3g})"
+            )
         lines.append(f"{'label':<15}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
         for name, c in report["per_class"].items():
             lines.append(
@@ -155,7 +231,8 @@ def format_report(report: dict) -> str:
 
 
 def save_report(report: dict, out_dir: str, name: str) -> str:
-    """Writes <out_dir>/<name>.json (and <name>_confusion.png for NLI); returns the JSON path."""
+    """Writes <out_dir>/<name>.json (and <name>_confusion.png, <name>_reliability.png for NLI);
+    returns the JSON path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
     with open(path, "w") as f:
@@ -166,6 +243,13 @@ def save_report(report: dict, out_dir: str, name: str) -> str:
             report["label_names"],
             os.path.join(out_dir, f"{name}_confusion.png"),
             title=f"{report.get('dataset', name)}: accuracy {100 * report['accuracy']:.1f} %",
+        )
+    if "reliability" in report:
+        plots.plot_reliability(
+            report["reliability"],
+            os.path.join(out_dir, f"{name}_reliability.png"),
+            title=f"{report.get('dataset', name)}: ECE {report['ece']:.2f} "
+            f"(temperature {report.get('temperature', 1.0):.3g})",
         )
     return path
 

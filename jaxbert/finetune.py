@@ -12,13 +12,15 @@ Objectives (config.sbert.objective):
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbert import checkpoint, configs, distill, evaluate, losses, train
+from jaxbert import checkpoint, configs, distill, evaluate, loading, losses, train
 from jaxbert.data import nli
 from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 from jaxbert.data.tokenizer import BertTokenizer
@@ -408,4 +410,39 @@ def finetune(config, run_dir: str) -> dict:
         best_mode=METRIC_MODES[primary],
         progress_metrics=("loss", "accuracy", "mse"),
     )
-    return train.run(task, config, run_dir)
+    summary = train.run(task, config, run_dir)
+    if eval_nli is not None and jax.process_index() == 0:
+        calibrate(run_dir, eval_nli, config.data.eval_nli)
+    return summary
+
+
+def calibrate(run_dir: str, eval_nli: nli.PairDataset, eval_spec: str) -> dict:
+    """Fits the classifier's temperature on the evaluation pairs (the ones that chose the best
+    checkpoint, as model selection on a dev set does) and writes it, with the cross-entropy
+    and calibration error before and after, to `run_dir`/calibration.json, where
+    `SentenceModel.from_dir` finds it. Accuracy does not change: no prediction does."""
+    kwargs, step = loading.read_run_dir(run_dir)
+    model = SentenceModel(**kwargs)
+    probs, gold = evaluate.nli_probabilities(model, eval_nli)
+    temperature = evaluate.fit_temperature(probs, gold)
+    report = evaluate.nli_scores(probs, gold, model.label_names)
+    tempered = evaluate.nli_scores(evaluate.temper(probs, temperature), gold, model.label_names)
+    calibration = {
+        "temperature": temperature,
+        "step": step,
+        "fitted_on": f"{eval_spec} ({len(gold)} pairs)",
+        "before": {"loss": report["loss"], "ece": report["ece"]},
+        "after": {"loss": tempered["loss"], "ece": tempered["ece"]},
+    }
+    with open(os.path.join(run_dir, loading.CALIBRATION_FILE), "w") as f:
+        json.dump(calibration, f, indent=2)
+    log.info(
+        "temperature %.3f on %s: cross-entropy %.4f -> %.4f, ECE %.2f -> %.2f",
+        temperature,
+        calibration["fitted_on"],
+        report["loss"],
+        tempered["loss"],
+        report["ece"],
+        tempered["ece"],
+    )
+    return calibration

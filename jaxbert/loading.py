@@ -10,16 +10,57 @@ tokenizer, pooling, label names and head layout, all rebuilt from what the direc
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import os
 
 from jaxbert import checkpoint
 
+log = logging.getLogger(__name__)
+
 DEFAULT_FEATURES = ("u", "v", "|u-v|")
+# A fine-tuning run's classifier temperature, fitted after training (`jaxbert.finetune`).
+CALIBRATION_FILE = "calibration.json"
+
+
+def read_temperature(path: str, step: int) -> float:
+    """The temperature `calibration.json` in run directory `path` holds for checkpoint `step`;
+    1.0 (untempered) without the file or when it was fitted for another step."""
+    file = os.path.join(path, CALIBRATION_FILE)
+    if not os.path.exists(file):
+        return 1.0
+    try:
+        with open(file) as f:
+            calibration = json.load(f)
+        temperature, fitted_step = float(calibration["temperature"]), int(calibration["step"])
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature {temperature} is not a positive number")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(
+            f"{file} does not read ({checkpoint.one_line(error)}); delete it to serve untempered "
+            "probabilities, or rerun the run's fine-tuning command to fit it again"
+        ) from error
+    if fitted_step != step:
+        log.info(
+            "%s: the temperature was fitted for step %d, not %d; unused", file, fitted_step, step
+        )
+        return 1.0
+    return temperature
 
 
 def from_run_dir(path: str, which: str = "best") -> dict:
     """A run directory's checkpoint (`which`: "best" or "latest"); a pretraining run gives its
-    encoder with mean pooling and no NLI head."""
+    encoder with mean pooling and no NLI head. The classifier's temperature comes from the
+    run's calibration.json when it was fitted for that checkpoint."""
+    kwargs, step = read_run_dir(path, which)
+    if kwargs["has_classifier"]:
+        kwargs["temperature"] = read_temperature(path, step)
+    return kwargs
+
+
+def read_run_dir(path: str, which: str = "best") -> tuple[dict, int]:
+    """`from_run_dir`'s keyword arguments before calibration (untempered), and the step read."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"model directory {path!r} does not exist")
     params, meta, step = checkpoint.load_params(path, which=which)
@@ -27,7 +68,7 @@ def from_run_dir(path: str, which: str = "best") -> dict:
     if meta.get("kind") == "pretraining":
         params = {"bert": params["bert"]}
         meta = dict(meta, pooling="mean", normalize=False, label_names=[])
-    return dict(
+    kwargs = dict(
         model_config=model_config,
         params=params,
         tokenizer=tokenizer,
@@ -41,6 +82,7 @@ def from_run_dir(path: str, which: str = "best") -> dict:
         projection_dim=meta.get("projection_dim", 0),
         head_hidden=meta.get("head_hidden", 0),
     )
+    return kwargs, step
 
 
 def from_hf_folder(path: str) -> dict:

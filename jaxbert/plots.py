@@ -91,6 +91,31 @@ def plot_confusion_matrix(matrix, label_names, out_path: str, title: str = "") -
     return out_path
 
 
+def plot_reliability(bins: list[dict], out_path: str, title: str = "") -> str:
+    """A reliability diagram: each confidence bin's accuracy against its mean top probability
+    (on the diagonal when calibrated), with the bins' shares of predictions beneath."""
+    fig, (ax, counts) = plt.subplots(
+        2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    confidence = [b["confidence"] for b in bins]
+    total = max(sum(b["count"] for b in bins), 1)
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    ax.plot(confidence, [b["accuracy"] for b in bins], "o-", label="this model")
+    ax.set_ylabel("accuracy in the bin")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    counts.bar(confidence, [b["count"] / total for b in bins], width=0.05)
+    counts.set_xlabel("top probability (mean of the bin)")
+    counts.set_ylabel("share")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
+
 def plot_feedback_comparison(report: dict, out_path: str) -> str:
     """Models compared on people's judgements (`feedback_report.compare`): accuracy against
     people's labels with 95 % Wilson intervals, and Spearman against their similarity scores."""

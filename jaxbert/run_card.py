@@ -101,9 +101,10 @@ def read_model_card(run_dir: str) -> ModelCard | None:
     plots = []
     if os.path.exists(os.path.join(run_dir, "curves.png")):
         plots.append(("Training curves", os.path.join(run_dir, "curves.png")))
-    for path in sorted(glob.glob(os.path.join(run_dir, "eval", "*_confusion.png"))):
-        name = os.path.basename(path)[: -len("_confusion.png")]
-        plots.append((f"Confusion matrix: {name}", path))
+    for kind, caption in (("confusion", "Confusion matrix"), ("reliability", "Reliability")):
+        for path in sorted(glob.glob(os.path.join(run_dir, "eval", f"*_{kind}.png"))):
+            name = os.path.basename(path)[: -len(f"_{kind}.png")]
+            plots.append((f"{caption}: {name}", path))
     reports = []
     for path in sorted(glob.glob(os.path.join(run_dir, "eval", "*.json"))):
         report = _read_json(path, problems)
@@ -126,6 +127,8 @@ def report_row(name: str, report: dict) -> dict:
     for key, scale in (
         ("accuracy", 100),
         ("macro_f1", 100),
+        ("ece", 1),
+        ("temperature", 1),
         ("spearman", 1),
         ("pearson", 1),
         ("mlm_accuracy", 100),

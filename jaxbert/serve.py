@@ -13,6 +13,7 @@ sentence's embedding depends on nothing but the sentence.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -52,9 +53,9 @@ def _compiled(module: SentenceBert, quantized: bool = False):
             )
 
     @jax.jit
-    def probabilities(params, u, v):
+    def probabilities(params, u, v, temperature):
         logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
-        return jax.nn.softmax(logits, axis=-1)
+        return jax.nn.softmax(logits / temperature, axis=-1)
 
     return encode, probabilities
 
@@ -123,6 +124,7 @@ class SentenceModel:
         projection_dim: int = 0,
         head_hidden: int = 0,
         quantize: str = "none",
+        temperature: float = 1.0,
     ):
         if model_config.vocab_size < tokenizer.vocab_size:
             raise ValueError(
@@ -149,6 +151,9 @@ class SentenceModel:
         if quantize not in QUANTIZE_MODES:
             raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, got {quantize!r}")
         self.quantize = quantize
+        # The classifier's logits are divided by it: > 1 softens overconfident probabilities
+        # (fitted on dev pairs after fine-tuning, `evaluate.fit_temperature`); labels unchanged.
+        self.temperature = _checked_temperature(temperature)
         self.params = jax.device_put(params)
         self._encode_fn, self._probabilities_fn = _compiled(self.module)
         # The encoder's own params: the float ones, or their int8 / bfloat16 dense layers.
@@ -188,6 +193,13 @@ class SentenceModel:
             return cls.from_pretrained(path.removeprefix("hf:"), quantize=quantize)
         return cls.from_dir(path, quantize=quantize)
 
+    def with_temperature(self, temperature: float) -> SentenceModel:
+        """The same model (shared params and compiled code) with another classifier
+        temperature; 1.0 gives the untempered probabilities."""
+        tempered = copy.copy(self)
+        tempered.temperature = _checked_temperature(temperature)
+        return tempered
+
     @property
     def hidden_size(self) -> int:
         """Width of the embeddings `encode` returns (the projection's, when there is one)."""
@@ -206,6 +218,7 @@ class SentenceModel:
             "labels": list(self.label_names),
             "compute_dtype": self.model_config.dtype,
             "quantize": self.quantize,
+            "temperature": self.temperature,
             "parameters": int(sum(np.prod(x.shape) for x in jax.tree.leaves(self.params))),
         }
 
@@ -336,7 +349,8 @@ class SentenceModel:
             pu = np.zeros((padded, u.shape[1]), np.float32)
             pv = np.zeros_like(pu)
             pu[:n], pv[:n] = u[rows], v[rows]
-            probs.append(np.asarray(self._probabilities_fn(self.params, pu, pv))[:n])
+            temperature = np.float32(self.temperature)
+            probs.append(np.asarray(self._probabilities_fn(self.params, pu, pv, temperature))[:n])
         return np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
 
     def classify(
@@ -352,6 +366,12 @@ class SentenceModel:
 
     def __repr__(self) -> str:
         return f"SentenceModel({json.dumps(self.describe())})"
+
+
+def _checked_temperature(temperature) -> float:
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    return float(temperature)
 
 
 def _pairing(first, second, first_name: str, second_name: str) -> bool:

@@ -35,6 +35,12 @@ FILES = flags.DEFINE_string("files", "", "text files for --task mlm")
 LABEL_MAP = flags.DEFINE_string(
     "label_map", "", "for --data with numeric label codes: '0:entailment,1:neutral,2:contradiction'"
 )
+TEMPERATURE = flags.DEFINE_float(
+    "temperature",
+    0.0,
+    "the NLI classifier's temperature (0: the model's own, fitted after "
+    "fine-tuning; 1: untempered)",
+)
 MAX_PAIRS = flags.DEFINE_integer("max_pairs", 0, "evaluate on the first N pairs (0 = all)")
 OUT = flags.DEFINE_string("out", "", "output folder (default <model>/eval)")
 DB = flags.DEFINE_string("db", "", "--task feedback: the app's judgements database")
@@ -93,6 +99,8 @@ def main(argv):
         raise app.UsageError(f"--task {TASK.value} has splits {sorted(splits)}")
     specs = [DATA.value] if DATA.value else splits[SPLIT.value]
     model = SentenceModel.load(model_path)
+    if TEMPERATURE.value:
+        model = model.with_temperature(TEMPERATURE.value)
     # --data is read as the task's kind (STS scores for stsb / sick, not NLI labels), unless
     # its own preset or file name already says it.
     task_source = nli.PRESETS[next(iter(splits.values()))[0]]

@@ -204,12 +204,15 @@ def test_a_bad_model_path_is_a_message_not_a_stack_trace(make, message, tmp_path
     assert "scripts/reproduce.sh nli" in at.code[0].value
 
 
-def test_model_path_from_the_sidebar(tiny, monkeypatch):
+def test_model_path_from_the_sidebar(tiny, tiny_model, monkeypatch):
     at = start(monkeypatch, None)
     at.sidebar.text_input(key="model_path").input(tiny["run"]).run()
     assert not at.exception
     assert [t.label for t in at.tabs] == SECTIONS
     assert "entailment, neutral, contradiction" in at.sidebar.markdown[0].value
+    # Fine-tuning fitted the classifier's temperature on the dev pairs; the sidebar says so.
+    assert tiny_model.temperature != 1.0
+    assert f"temperature {tiny_model.temperature:.2f}" in at.sidebar.markdown[0].value
 
 
 def test_model_path_from_argv_or_environment():
@@ -518,9 +521,10 @@ def test_model_card_shows_config_metrics_and_plots(app):
     assert settings["run"] == "Sentence-BERT fine-tuning" and settings["objective"] == "softmax"
     reports = results_table(app, "Model card", "report")
     assert reports["report"].tolist() == ["nli_dev"]
+    assert reports["temperature"].tolist() != [1.0] and 0 <= reports["ece"].iloc[0] <= 100
     card = section(app, "Model card")
     assert len(card.get("vega_lite_chart")) == 1  # the chosen training metric over steps
-    assert len(card.image) == 2  # curves.png and the confusion matrix
+    assert len(card.image) == 3  # curves.png, the confusion matrix and the reliability diagram
 
 
 def test_read_model_card_tolerates_a_run_in_progress(tmp_path):

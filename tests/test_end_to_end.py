@@ -2,6 +2,7 @@
 resume, evaluate, and serve from the run directory alone."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -119,6 +120,19 @@ def test_finetune_from_pretraining_then_evaluate_and_serve(pretrained_run):
 
     model = SentenceModel.from_dir(run_dir)
     assert model.label_names == nli.NLI_LABELS
+    # The temperature fitted on the evaluation pairs for the best checkpoint is the model's, and
+    # lowers (never raises) their cross-entropy; the predictions stay.
+    with open(os.path.join(run_dir, "calibration.json")) as f:
+        calibration = json.load(f)
+    assert calibration["step"] == summary["best_step"] and "30 pairs" in calibration["fitted_on"]
+    assert model.temperature == calibration["temperature"] != 1.0
+    assert calibration["after"]["loss"] <= calibration["before"]["loss"]
+    dev = nli.read_pairs(nli.resolve(str(root / "nli_dev.csv")))
+    tempered = evaluate.evaluate_nli(model, dev)
+    untempered = evaluate.evaluate_nli(model.with_temperature(1.0), dev)
+    assert tempered["loss"] == pytest.approx(calibration["after"]["loss"], rel=1e-4)
+    assert untempered["loss"] == pytest.approx(calibration["before"]["loss"], rel=1e-4)
+    assert tempered["confusion"] == untempered["confusion"]
     probabilities = model.classify("A man plays a guitar in the park.", "a man plays a guitar.")
     assert set(probabilities) == set(nli.NLI_LABELS)
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
@@ -132,6 +146,7 @@ def test_finetune_from_pretraining_then_evaluate_and_serve(pretrained_run):
     assert -100 <= sts["spearman"] <= 100
     path = evaluate.save_report(report, str(root / "eval"), "nli_dev")
     assert (root / "eval" / "nli_dev_confusion.png").exists() and path.endswith(".json")
+    assert (root / "eval" / "nli_dev_reliability.png").exists()
 
 
 def test_finetuning_changes_the_encoder(pretrained_run):

@@ -311,3 +311,76 @@ def test_quantize_is_recorded_in_a_served_folder(model, tmp_path):
     with pytest.raises(ValueError, match="quantize must be one of"):
         SentenceModel(model_config=model.model_config, params=model.params,
                       tokenizer=model.tokenizer, quantize="int4")  # fmt: skip
+
+
+def _softmax(z):
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def _sampled_labels(probs, seed):
+    rng = np.random.default_rng(seed)
+    cumulative = probs.cumsum(axis=1)
+    return (rng.random((len(probs), 1)) > cumulative).sum(axis=1)
+
+
+def test_fit_temperature_recovers_the_overconfidence_of_a_classifier():
+    logits = np.random.default_rng(0).normal(0, 3, (20000, 3))
+    probs = _softmax(logits)
+    # Labels drawn from the probabilities at temperature 2: the classifier is overconfident.
+    overconfident = _sampled_labels(_softmax(logits / 2), seed=1)
+    calibrated = _sampled_labels(probs, seed=2)
+    assert evaluate.fit_temperature(probs, overconfident) == pytest.approx(2.0, rel=0.05)
+    assert evaluate.fit_temperature(probs, calibrated) == pytest.approx(1.0, rel=0.05)
+    assert evaluate.reliability(probs, calibrated)["ece"] < 1.5
+    assert evaluate.reliability(probs, overconfident)["ece"] > 10
+    tempered = evaluate.temper(probs, 2.0)
+    assert evaluate.reliability(tempered, overconfident)["ece"] < 1.5
+    np.testing.assert_array_equal(tempered.argmax(axis=1), probs.argmax(axis=1))
+    np.testing.assert_allclose(evaluate.temper(probs, 1.0), probs, atol=1e-12)
+    with pytest.raises(ValueError, match="labelled pairs"):
+        evaluate.fit_temperature(probs[:0], overconfident[:0])
+
+
+def test_reliability_bins_by_hand():
+    probs = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.1, 0.5, 0.4], [0.1, 0.5, 0.4]])
+    gold = np.array([0, 1, 1, 1])  # the 0.9 bin is right half the time, the 0.5 bin always
+    report = evaluate.reliability(probs, gold, bins=10)
+    assert [b["count"] for b in report["bins"]] == [2, 2]
+    assert [b["accuracy"] for b in report["bins"]] == [1.0, 0.5]
+    assert report["ece"] == pytest.approx(100 * (2 * 0.5 + 2 * 0.4) / 4)
+
+
+def test_temperature_softens_probabilities_and_keeps_the_label(model):
+    pairs = (SENTENCES[:3], SENTENCES[2:5])
+    probs = model.predict_proba(*pairs)
+    soft = model.with_temperature(3.0)
+    assert soft.temperature == 3.0 and model.temperature == 1.0 and soft.params is model.params
+    np.testing.assert_allclose(soft.predict_proba(*pairs), evaluate.temper(probs, 3.0), atol=1e-5)
+    assert soft.describe()["temperature"] == 3.0
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature must be a positive number"):
+            model.with_temperature(bad)
+
+
+def test_calibration_file_is_read_for_its_own_step_and_a_damaged_one_is_one_clear_error(
+    tmp_path,
+):
+    from jaxbert import loading
+
+    assert loading.read_temperature(str(tmp_path), 10) == 1.0  # no file: untempered
+    file = tmp_path / loading.CALIBRATION_FILE
+    file.write_text('{"temperature": 1.6, "step": 10}')
+    assert loading.read_temperature(str(tmp_path), 10) == 1.6
+    assert loading.read_temperature(str(tmp_path), 20) == 1.0  # fitted for another checkpoint
+    for damaged in ('{"temperature": 1.6', '{"step": 10}', '{"temperature": -2, "step": 10}'):
+        file.write_text(damaged)
+        with pytest.raises(ValueError, match="delete it to serve untempered"):
+            loading.read_temperature(str(tmp_path), 10)
+
+
+def test_temperature_is_recorded_in_a_served_folder(model, tmp_path):
+    from jaxbert import deploy
+
+    folder = deploy.save_served(model.with_temperature(1.7), str(tmp_path / "served"))
+    assert deploy.load_served(folder).temperature == pytest.approx(1.7)
