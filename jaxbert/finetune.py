@@ -434,8 +434,17 @@ def calibrate(run_dir: str, eval_nli: nli.PairDataset, eval_spec: str) -> dict:
         "before": {"loss": report["loss"], "ece": report["ece"]},
         "after": {"loss": tempered["loss"], "ece": tempered["ece"]},
     }
-    with open(os.path.join(run_dir, loading.CALIBRATION_FILE), "w") as f:
+    path = os.path.join(run_dir, loading.CALIBRATION_FILE)
+    with open(path + ".tmp", "w") as f:  # whole or not at all: a stopped write leaves no file
         json.dump(calibration, f, indent=2)
+    os.replace(path + ".tmp", path)
+    if not 0.06 < temperature < 19:
+        log.warning(
+            "temperature %.3g is at the end of its range: %d evaluation pairs may be too few "
+            "or too easy to calibrate on",
+            temperature,
+            len(gold),
+        )
     log.info(
         "temperature %.3f on %s: cross-entropy %.4f -> %.4f, ECE %.2f -> %.2f",
         temperature,
