@@ -1,4 +1,5 @@
-"""PNG plots people would rather look at than read: training curves and confusion matrices."""
+"""PNG plots people would rather look at than read: training curves, confusion matrices,
+reliability diagrams, recipes' progress and budgets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxbert.run_card import read_metrics  # noqa: E402
+
+
+def _save(fig, out_path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+    return out_path
+
 
 # Metrics drawn when present, in this order; anything else in the log is left out of the plot.
 CURVE_METRICS = (
@@ -55,10 +64,7 @@ def plot_training_curves(metrics_path: str, out_path: str) -> str:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
 
 
 def plot_confusion_matrix(matrix, label_names, out_path: str, title: str = "") -> str:
@@ -83,12 +89,8 @@ def plot_confusion_matrix(matrix, label_names, out_path: str, title: str = "") -
                 color=color,
                 fontsize=9,
             )
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    ax.set_title(title)
+    return _save(fig, out_path)
 
 
 def plot_reliability(bins: list[dict], out_path: str, title: str = "") -> str:
@@ -108,12 +110,8 @@ def plot_reliability(bins: list[dict], out_path: str, title: str = "") -> str:
     counts.bar(confidence, [b["count"] / total for b in bins], width=0.05)
     counts.set_xlabel("top probability (mean of the bin)")
     counts.set_ylabel("share")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    ax.set_title(title)
+    return _save(fig, out_path)
 
 
 def plot_feedback_comparison(report: dict, out_path: str) -> str:
@@ -155,10 +153,7 @@ def plot_feedback_comparison(report: dict, out_path: str) -> str:
                 ax.text(value, row, f" {value:.3f}", va="bottom", fontsize=8)
         ax.set_yticks(rows, [name[-40:] for name in names])
         ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
 
 
 def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
@@ -201,10 +196,7 @@ def plot_recipe_progress(recipes: dict[str, list[str]], out_path: str) -> str:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
 
 
 def recipe_stages(run_dir: str) -> list[str]:
@@ -300,7 +292,4 @@ def plot_budgets(points: list[dict], out_path: str, references: dict | None = No
         ax.set_xlabel("pretraining tokens (log scale); labels: training minutes, all stages")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
