@@ -74,6 +74,9 @@ def nli_report(gold: np.ndarray, predicted: np.ndarray, label_names: Sequence[st
 
 
 CALIBRATION_BINS = 15
+# Where a temperature is looked for: beyond either end, the classifier's confidence carries no
+# information (`fit_temperature`).
+TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def reliability(probs: np.ndarray, gold: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
@@ -113,8 +116,7 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
         tempered = temper(probs, float(np.exp(log_t)))
         return float(-np.mean(np.log(np.maximum(tempered[rows, gold], 1e-300))))
 
-    # T between 0.05 and 20: beyond either, the classifier's confidence carries no information.
-    best = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    best = minimize_scalar(nll, bounds=tuple(np.log(TEMPERATURE_RANGE)), method="bounded")
     return float(np.exp(best.x))
 
 

@@ -438,7 +438,8 @@ def calibrate(run_dir: str, eval_nli: nli.PairDataset, eval_spec: str) -> dict:
     with open(path + ".tmp", "w") as f:  # whole or not at all: a stopped write leaves no file
         json.dump(calibration, f, indent=2)
     os.replace(path + ".tmp", path)
-    if not 0.06 < temperature < 19:
+    low, high = evaluate.TEMPERATURE_RANGE
+    if not 1.2 * low < temperature < 0.95 * high:
         log.warning(
             "temperature %.3g is at the end of its range: %d evaluation pairs may be too few "
             "or too easy to calibrate on",

@@ -24,6 +24,13 @@ DEFAULT_FEATURES = ("u", "v", "|u-v|")
 CALIBRATION_FILE = "calibration.json"
 
 
+def checked_temperature(temperature) -> float:
+    """A classifier temperature as a float; anything but a finite positive number is an error."""
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    return float(temperature)
+
+
 def read_temperature(path: str, step: int) -> float:
     """The temperature `calibration.json` in run directory `path` holds for checkpoint `step`;
     1.0 (untempered) without the file or when it was fitted for another step."""
@@ -33,9 +40,8 @@ def read_temperature(path: str, step: int) -> float:
     try:
         with open(file) as f:
             calibration = json.load(f)
-        temperature, fitted_step = float(calibration["temperature"]), int(calibration["step"])
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature {temperature} is not a positive number")
+        temperature = checked_temperature(float(calibration["temperature"]))
+        fitted_step = int(calibration["step"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(
             f"{file} does not read ({checkpoint.one_line(error)}); delete it to serve untempered "

@@ -153,7 +153,7 @@ class SentenceModel:
         self.quantize = quantize
         # The classifier's logits are divided by it: > 1 softens overconfident probabilities
         # (fitted on dev pairs after fine-tuning, `evaluate.fit_temperature`); labels unchanged.
-        self.temperature = _checked_temperature(temperature)
+        self.temperature = loading.checked_temperature(temperature)
         self.params = jax.device_put(params)
         self._encode_fn, self._probabilities_fn = _compiled(self.module)
         # The encoder's own params: the float ones, or their int8 / bfloat16 dense layers.
@@ -197,7 +197,7 @@ class SentenceModel:
         """The same model (shared params and compiled code) with another classifier
         temperature; 1.0 gives the untempered probabilities."""
         tempered = copy.copy(self)
-        tempered.temperature = _checked_temperature(temperature)
+        tempered.temperature = loading.checked_temperature(temperature)
         return tempered
 
     @property
@@ -341,7 +341,7 @@ class SentenceModel:
         """The NLI head on precomputed embeddings u, v [n, hidden] -> [n, num_labels]."""
         if not self.has_classifier:
             raise ValueError("this model has no trained NLI classifier")
-        probs = []
+        probs, temperature = [], np.float32(self.temperature)
         for start in range(0, len(u), batch_size):
             rows = slice(start, start + batch_size)
             n = len(u[rows])
@@ -349,7 +349,6 @@ class SentenceModel:
             pu = np.zeros((padded, u.shape[1]), np.float32)
             pv = np.zeros_like(pu)
             pu[:n], pv[:n] = u[rows], v[rows]
-            temperature = np.float32(self.temperature)
             probs.append(np.asarray(self._probabilities_fn(self.params, pu, pv, temperature))[:n])
         return np.concatenate(probs) if probs else np.zeros((0, len(self.label_names)))
 
@@ -366,12 +365,6 @@ class SentenceModel:
 
     def __repr__(self) -> str:
         return f"SentenceModel({json.dumps(self.describe())})"
-
-
-def _checked_temperature(temperature) -> float:
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
-    return float(temperature)
 
 
 def _pairing(first, second, first_name: str, second_name: str) -> bool:

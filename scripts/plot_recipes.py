@@ -3,7 +3,7 @@
     python scripts/plot_recipes.py --out docs/recipes.png scratch=runs/scratch \
         distill=runs/distill nli=runs/nli
     python scripts/plot_recipes.py --budgets --out docs/budgets.png \
-        runs/budget/s100 runs/budget/s300 runs/budget/s900
+        runs/budget/s100 runs/budget/s300 runs/scratch1200
 
 Each NAME=WORKDIR is a reproduce.sh work directory (or any recipe's last run directory); its
 stages, found by following each run's init_from back from WORKDIR/final, are drawn in order
