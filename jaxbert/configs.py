@@ -43,7 +43,9 @@ def _optim(lr: float) -> ml_collections.ConfigDict:
             clip_norm=1.0,
             grad_accum=1,  # micro-batches per update
             moment_dtype="float32",  # AdamW first moment dtype (bfloat16 saves memory)
-            freeze="",  # comma-separated top-level parameter subtrees left as they are ("bert")
+            # comma-separated parameter subtrees left as they are: "bert", or a path such as
+            # "bert/embeddings/word_embeddings"
+            freeze="",
         )
     )
 
@@ -69,6 +71,8 @@ def pretrain_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.init_from = ""  # continue from another run's weights or hf:<dir>; empty = scratch
     config.model = _model()
+    # normal (BERT's), or cooccurrence: PPMI-SVD vectors of the corpus (jaxbert/word_vectors.py)
+    config.model.embedding_init = "normal"
     config.tokenizer = ml_collections.ConfigDict(
         dict(
             vocab_file="",  # a WordPiece vocab.txt; empty = train one on the corpus
@@ -149,6 +153,8 @@ def finetune_config() -> ml_collections.ConfigDict:
         dict(
             train="snli_train_subset",  # comma-separated datasets (presets, hub names, files)
             max_train_pairs=0,  # 0 = all
+            # softmax: add each contradiction again with its sentences swapped (symmetric)
+            swap_contradictions=False,
             eval_nli="snli_dev",  # NLI dev set for accuracy ("" = none)
             eval_sts="stsb_dev",  # STS dev set for Spearman ("" = none)
             max_eval_pairs=2000,  # 0 = all

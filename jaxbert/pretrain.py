@@ -12,7 +12,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxbert import checkpoint, configs, losses, train
+from jaxbert import checkpoint, configs, losses, train, word_vectors
 from jaxbert.data import sources
 from jaxbert.data.corpus import TokenizedCorpus, prepare_corpus
 from jaxbert.data.masking import MaskingConfig
@@ -23,6 +23,9 @@ from jaxbert.model import BertConfig, BertForPreTraining
 log = logging.getLogger(__name__)
 
 TOKENIZER_FILE = "tokenizer.json"
+# How a fresh run's token embeddings start: BERT's normal(0, 0.02), or co-occurrence vectors of
+# the training corpus (`with_cooccurrence_embeddings`).
+EMBEDDING_INITS = ("normal", "cooccurrence")
 
 
 def documents_factory(data_config):
@@ -221,6 +224,32 @@ def make_batches(corpus: TokenizedCorpus, tokenizer, model_config, config, batch
     )
 
 
+def with_cooccurrence_embeddings(params, corpus, tokenizer, model_config, seed: int):
+    """`params` with the token embedding rows of the corpus' tokens replaced by PPMI-SVD vectors
+    (`jaxbert.word_vectors`) of the freshly initialised rows' norm; other rows stay random."""
+    # The replicated table's local copy (a multi-host array is not addressable as a whole).
+    table = np.array(
+        params["bert"]["embeddings"]["word_embeddings"]["embedding"].addressable_data(0)
+    )
+    if model_config.embedding_size:
+        raise ValueError(
+            "model.embedding_init='cooccurrence' needs an unfactorised embedding table"
+        )
+    vectors, found = word_vectors.cooccurrence_embeddings(
+        corpus.tokens,
+        tokenizer.vocab_size,
+        table.shape[1],
+        row_norm=float(np.sqrt(table.shape[1])) * model_config.initializer_range,
+        seed=seed,
+    )
+    rows = np.flatnonzero(found)
+    table[rows] = vectors[rows]
+    embeddings = dict(
+        params["bert"]["embeddings"], word_embeddings={"embedding": jnp.asarray(table)}
+    )
+    return dict(params, bert=dict(params["bert"], embeddings=embeddings))
+
+
 def pretrain(config, run_dir: str) -> dict:
     """Runs (or resumes) a pretraining experiment in `run_dir`; returns the run summary."""
     if config.data.val_documents <= 0:
@@ -248,6 +277,17 @@ def pretrain(config, run_dir: str) -> dict:
         train_corpus.num_tokens,
         val_corpus.num_documents,
     )
+    embedding_init = config.model.embedding_init
+    if embedding_init not in EMBEDDING_INITS:
+        raise ValueError(
+            f"model.embedding_init must be one of {EMBEDDING_INITS}, got {embedding_init!r}"
+        )
+    cooccurrence = embedding_init == "cooccurrence"
+    if cooccurrence and init is not None:
+        raise ValueError(
+            "model.embedding_init='cooccurrence' starts a model's token embeddings afresh; "
+            f"it cannot be combined with init_from={config.init_from!r}"
+        )
     model_config = model_config_from(config, tokenizer)
     if init is not None:
         model_config = configs.with_runtime_options(init[0], config.model)
@@ -268,6 +308,10 @@ def pretrain(config, run_dir: str) -> dict:
         return model.init(rng, ids, ids, jnp.ones_like(ids), positions)["params"]
 
     def init_from(params):
+        if init is None:  # a fresh run with config.embedding_init == "cooccurrence"
+            return with_cooccurrence_embeddings(
+                params, train_corpus, tokenizer, model_config, config.seed
+            )
         loaded = {k: v for k, v in init[2].items() if k in ("bert", "cls")}
         missing = [k for k in ("bert", "cls") if k not in loaded]
         if missing:
@@ -277,7 +321,7 @@ def pretrain(config, run_dir: str) -> dict:
     task = train.Task(
         name="pretraining",
         init_params=init_params,
-        init_from=init_from if init is not None else None,
+        init_from=init_from if init is not None or cooccurrence else None,
         loss_fn=pretraining_loss_fn(model, config.data.nsp),
         train_batches=train_batches,
         evaluate=make_evaluator(model, eval_batches, config.data.nsp),

@@ -28,14 +28,24 @@ class TrainState:
 
 
 def frozen_labels(params, frozen: tuple[str, ...]):
-    """'frozen' for every parameter under a top-level subtree named in `frozen`, else 'train'."""
-    missing = [name for name in frozen if name not in params]
+    """'frozen' for every parameter under a subtree named in `frozen` (a top-level name such as
+    "bert", or a path such as "bert/embeddings/word_embeddings"), else 'train'."""
+    prefixes = [tuple(name.split("/")) for name in frozen]
+
+    def has(tree, path):
+        return not path or (
+            isinstance(tree, dict) and path[0] in tree and has(tree[path[0]], path[1:])
+        )
+
+    missing = [name for name, path in zip(frozen, prefixes) if not has(params, path)]
     if missing:
         raise ValueError(f"optim.freeze names {missing}, not among the parameters {list(params)}")
-    return {
-        k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v)
-        for k, v in params.items()
-    }
+
+    def label(path, _):
+        names = tuple(getattr(p, "key", str(p)) for p in path)
+        return "frozen" if any(names[: len(q)] == q for q in prefixes) else "train"
+
+    return jax.tree_util.tree_map_with_path(label, params)
 
 
 def decay_mask(params):

@@ -318,3 +318,32 @@ def test_a_checkpoint_with_non_finite_params_is_read_as_damaged(tmp_path):
     checkpointer.close()
     params, _, step = checkpoint.load_params(str(tmp_path), which="latest")
     assert step == 1 and np.all(params["dense"]["kernel"] == 1.0)
+
+
+def test_a_frozen_path_gets_no_update_and_its_siblings_do():
+    config = toy_config()
+    config.optim.weight_decay = 0.1
+    config.optim.freeze = "bert/embeddings/word_embeddings"
+    params = {
+        "bert": {
+            "embeddings": {
+                "word_embeddings": {"embedding": jnp.ones((3, 2))},
+                "LayerNorm": {"scale": jnp.ones(2)},
+            },
+            "encoder": {"kernel": jnp.ones((2, 2))},
+        },
+        "head": {"kernel": jnp.ones(2)},
+    }
+    tx, _, _ = update.make_optimizer(config.optim, total_steps=10)
+    state = tx.init(params)
+    grads = jax.tree.map(jnp.ones_like, params)
+    for _ in range(3):
+        updates, state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_array_equal(params["bert"]["embeddings"]["word_embeddings"]["embedding"], 1.0)
+    assert (params["bert"]["embeddings"]["LayerNorm"]["scale"] < 1).all()
+    assert (params["bert"]["encoder"]["kernel"] < 1).all() and (params["head"]["kernel"] < 1).all()
+    config.optim.freeze = "bert/embeddings/position_embeddings"
+    tx, _, _ = update.make_optimizer(config.optim, total_steps=10)
+    with pytest.raises(ValueError, match="optim.freeze names"):
+        tx.init(params)
