@@ -77,10 +77,9 @@ def truncated_svd(matrix: sp.spmatrix, rank: int, seed: int, power_iterations: i
 def cooccurrence_embeddings(
     tokens: np.ndarray, vocab_size: int, dim: int, row_norm: float, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """[vocab, dim] float32 PPMI-SVD vectors (U sqrt(S)), every row scaled to `row_norm` (the
-    norm of a freshly initialised row, so learning rates and weight decay see the size they were
-    tuned for), and a [vocab] bool mask of the tokens the corpus gave a vector (a token seen in
-    no pair has none; the caller keeps its random row)."""
+    """[vocab, dim] float32 PPMI-SVD vectors (U sqrt(S)), every row scaled to `row_norm`, and a
+    [vocab] bool mask of the tokens the corpus gave a vector (a token seen in no pair has none;
+    the caller keeps its random row)."""
     if dim > vocab_size:
         raise ValueError(f"cannot factorise a {vocab_size}-token vocabulary into {dim} dimensions")
     start = time.perf_counter()
