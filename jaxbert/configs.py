@@ -153,8 +153,6 @@ def finetune_config() -> ml_collections.ConfigDict:
         dict(
             train="snli_train_subset",  # comma-separated datasets (presets, hub names, files)
             max_train_pairs=0,  # 0 = all
-            # softmax: add each contradiction again with its sentences swapped (symmetric)
-            swap_contradictions=False,
             eval_nli="snli_dev",  # NLI dev set for accuracy ("" = none)
             eval_sts="stsb_dev",  # STS dev set for Spearman ("" = none)
             max_eval_pairs=2000,  # 0 = all

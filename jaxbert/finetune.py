@@ -115,10 +115,6 @@ def read_training_pairs(config) -> nli.PairDataset:
             stats=dataset.stats,
             sentence3=None if dataset.sentence3 is None else dataset.sentence3[:keep],
         )
-    if config.data.swap_contradictions:
-        if objective != "softmax":
-            raise ValueError("data.swap_contradictions adds classification pairs: softmax only")
-        dataset = nli.with_swapped_contradictions(dataset)
     log.info("training on %d pairs of %s (%s objective)", len(dataset), dataset.name, objective)
     return dataset
 

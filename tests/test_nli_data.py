@@ -187,38 +187,6 @@ def test_entailment_pairs_and_triplets():
         nli.entailment_pairs(nli.PairDataset(["a"], ["b"], np.zeros(1), (), "sts", {}))
 
 
-def test_swapped_contradictions_are_added_and_nothing_else_moves():
-    labels = np.array([0, 2, 1, 2], np.int32)  # entailment, contradiction, neutral, contradiction
-    data = nli.PairDataset(
-        ["p0", "p1", "p2", "p3"], ["h0", "h1", "h2", "h3"], labels, nli.NLI_LABELS, "toy", {}
-    )
-    out = nli.with_swapped_contradictions(data)
-    assert out.sentence1 == ["p0", "p1", "p2", "p3", "h1", "h3"]
-    assert out.sentence2 == ["h0", "h1", "h2", "h3", "p1", "p3"]
-    assert out.labels.tolist() == [0, 2, 1, 2, 2, 2]
-    assert out.stats["swapped"] == 2 and out.label_names == data.label_names
-    with pytest.raises(ValueError, match="no 'contradiction' label"):
-        nli.with_swapped_contradictions(nli.PairDataset(["a"], ["b"], np.zeros(1), (), "sts", {}))
-
-
-def test_the_config_swaps_contradictions_after_the_pair_cap_and_for_softmax_only(tmp_path):
-    from jaxbert import finetune
-    from jaxbert.configs import finetune_config
-
-    path = tmp_path / "pairs.csv"
-    rows = [("a", "b", "contradiction"), ("c", "d", "entailment"), ("e", "f", "contradiction")]
-    path.write_text("sentence1,sentence2,label\n" + "".join(f"{a},{b},{c}\n" for a, b, c in rows))
-    config = finetune_config()
-    config.data.train = str(path)
-    config.data.max_train_pairs = 2
-    config.data.swap_contradictions = True
-    pairs = finetune.read_training_pairs(config)
-    assert list(zip(pairs.sentence1, pairs.sentence2)) == [("a", "b"), ("c", "d"), ("b", "a")]
-    config.sbert.objective = "mnr"
-    with pytest.raises(ValueError, match="softmax only"):
-        finetune.read_training_pairs(config)
-
-
 def test_resolve_presets_paths_hub_and_tfds(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXBERT_DATA", str(tmp_path))
     snli = nli.resolve("snli_train_subset")

@@ -350,22 +350,6 @@ def _label_index(dataset: PairDataset, label: str) -> int:
     return lowered.index(label)
 
 
-def with_swapped_contradictions(dataset: PairDataset) -> PairDataset:
-    """`dataset` plus every contradiction pair with its sentences swapped: if the hypothesis
-    contradicts the premise, the premise contradicts the hypothesis. The siamese head sees
-    (u, v) in order, so a swapped pair is a new example; entailment and neutral are not
-    symmetric and stay as they are."""
-    swap = np.flatnonzero(dataset.labels == _label_index(dataset, "contradiction"))
-    return PairDataset(
-        sentence1=dataset.sentence1 + [dataset.sentence2[i] for i in swap],
-        sentence2=dataset.sentence2 + [dataset.sentence1[i] for i in swap],
-        labels=np.concatenate([dataset.labels, dataset.labels[swap]]),
-        label_names=dataset.label_names,
-        name=f"{dataset.name}+swapped_contradictions",
-        stats=dict(dataset.stats, swapped=len(swap)),
-    )
-
-
 def entailment_pairs(dataset: PairDataset) -> PairDataset:
     """(premise, entailed hypothesis) pairs, for a ranking loss with in-batch negatives."""
     keep = np.flatnonzero(dataset.labels == _label_index(dataset, "entailment"))
