@@ -22,7 +22,6 @@ from jaxbert.configs import budget_pretrain_config
 def get_config():
     config = budget_pretrain_config()
     config.model.size = "mini"
-    config.model.embedding_init = "cooccurrence"
     config.tokenizer.vocab_size = 16384
     config.tokenizer.train_documents = 5000
     config.data.val_documents = 100

@@ -13,6 +13,9 @@ written). At the last measured BERT-base step rate (4,726 sequences/s, one H200,
 "Performance" / "GPU") its 10.2 M sequences take about 36 minutes; halve --config.train.num_steps
 for a smaller budget (the schedule follows). The Wikipedia text in ../shared/data is 69 M tokens,
 so this budget sees it about 19 times; give it a larger corpus (--config.data.name) where you can.
+Its token embeddings start from the corpus' co-occurrence vectors as on CPU (counted over the
+first 100 M tokens; a minute or two of CPU before the first step, not yet measured at 32k x 768);
+--config.model.embedding_init=normal starts them as BERT does.
 """
 
 from jaxbert.configs import budget_pretrain_config

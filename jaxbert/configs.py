@@ -108,9 +108,11 @@ def budget_pretrain_config() -> ml_collections.ConfigDict:
     """Budget pretraining in the Cramming / MosaicBERT manner, the from-scratch recipe's first
     stage (configs/pretrain_budget.py on CPU, configs/pretrain_budget_gpu.py scaled up): no NSP,
     segments packed to 128 tokens, 30 % masking, no dropout (every token is seen about once), a
-    high peak rate with a short warm-up and linear decay to zero. The config files set the size,
+    high peak rate with a short warm-up and linear decay to zero, token embeddings started from
+    the corpus' co-occurrence vectors (`jaxbert.word_vectors`). The config files set the size,
     the vocabulary, the batch and the number of steps."""
     config = pretrain_config()
+    config.model.embedding_init = "cooccurrence"
     config.model.hidden_dropout = 0.0
     config.model.attention_dropout = 0.0
     config.data.nsp = False
