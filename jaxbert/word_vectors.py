@@ -81,7 +81,10 @@ def cooccurrence_embeddings(
     [vocab] bool mask of the tokens the corpus gave a vector (a token seen in no pair has none;
     the caller keeps its random row)."""
     if dim > vocab_size:
-        raise ValueError(f"cannot factorise a {vocab_size}-token vocabulary into {dim} dimensions")
+        raise ValueError(
+            f"cannot factorise a {vocab_size}-token vocabulary into {dim} dimensions: use a larger "
+            "vocabulary or model.embedding_init=normal"
+        )
     start = time.perf_counter()
     tokens = np.asarray(tokens[:MAX_TOKENS])
     matrix = ppmi(cooccurrence_counts(tokens, vocab_size))
