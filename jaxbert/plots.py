@@ -263,15 +263,29 @@ def budget_points(workdirs: list[str]) -> list[dict]:
     return sorted(points, key=lambda point: point["tokens"])
 
 
-def plot_budgets(points: list[dict], out_path: str, references: dict | None = None) -> str:
+def plot_budgets(
+    points: list[dict],
+    out_path: str,
+    references: dict | None = None,
+    before: list[dict] | None = None,
+) -> str:
     """STS-B and SNLI dev against pretraining tokens (log scale), each point labelled with the
     training minutes it took; references: {"stsb" | "snli": [(label, value), ...]} drawn as
-    dashed lines (targets, baselines)."""
+    dashed lines (targets, baselines); `before`: points of an earlier recipe, drawn in grey for
+    comparison."""
 
     panels = (("stsb", "STS-B dev Spearman"), ("snli", "SNLI dev accuracy (%)"))
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     tokens = [point["tokens"] / 1e6 for point in points]
     for ax, (key, title) in zip(axes, panels):
+        if before:
+            ax.plot(
+                [point["tokens"] / 1e6 for point in before],
+                [point[key] for point in before],
+                "s:",
+                color="0.6",
+                label="the recipe before",
+            )
         values = [point[key] for point in points]
         ax.plot(tokens, values, "o-", color="C0", label="scratch recipe")
         for x, y, point in zip(tokens, values, points):

@@ -3,7 +3,8 @@
     python scripts/plot_recipes.py --out docs/recipes.png scratch=runs/scratch \
         distill=runs/distill nli=runs/nli
     python scripts/plot_recipes.py --budgets --out docs/budgets.png \
-        runs/budget/s100 runs/budget/s300 runs/scratch1200
+        runs/emb/s100b runs/emb/s300b runs/emb/scratch \
+        --before=runs/budget/s100,runs/budget/s300,runs/scratch1200
 
 Each NAME=WORKDIR is a reproduce.sh work directory (or any recipe's last run directory); its
 stages, found by following each run's init_from back from WORKDIR/final, are drawn in order
@@ -21,6 +22,7 @@ from jaxbert import cli, plots
 
 OUT = flags.DEFINE_string("out", "recipes.png", "PNG to write")
 BUDGETS = flags.DEFINE_bool("budgets", False, "scratch runs at several pretraining budgets")
+BEFORE = flags.DEFINE_list("before", [], "--budgets: an earlier recipe's WORKDIRs, drawn in grey")
 # Dashed lines on the budgets plot: issue 14's targets and the lexical baselines
 # (scripts/baselines.py, README "Results").
 REFERENCES = {
@@ -36,7 +38,8 @@ def main(argv):
             raise ValueError("name at least one scratch WORKDIR")
         for point in points:
             print(json.dumps(point))
-        print(plots.plot_budgets(points, OUT.value, REFERENCES))
+        before = plots.budget_points(BEFORE.value) if BEFORE.value else None
+        print(plots.plot_budgets(points, OUT.value, REFERENCES, before))
         return
     recipes = {}
     for item in argv[1:]:

@@ -278,7 +278,9 @@ def test_budget_points_read_each_scratch_run_and_plot(tmp_path):
     assert points[1]["tokens"] == 900 * 64 * 128
     assert [p["minutes"] for p in points] == [pytest.approx(20.0), pytest.approx(47.0)]
     assert (points[1]["stsb"], points[1]["snli"]) == (77.9, pytest.approx(58.0))
-    out = plots.plot_budgets(points, str(tmp_path / "budgets.png"), {"stsb": [("target", 78.0)]})
+    out = plots.plot_budgets(
+        points, str(tmp_path / "budgets.png"), {"stsb": [("target", 78.0)]}, before=points[:1]
+    )
     with open(out, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     os.remove(tmp_path / "s100" / "final" / "eval" / "snli_snli_dev.json")
