@@ -236,10 +236,6 @@ def with_cooccurrence_embeddings(params, corpus, tokenizer, model_config, seed: 
     # The replicated table's local copy (a multi-host array is not addressable as a whole).
     embedding = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
     table = np.array(embedding.addressable_data(0))
-    if model_config.embedding_size:
-        raise ValueError(
-            "model.embedding_init='cooccurrence' needs an unfactorised embedding table"
-        )
     vectors, found = word_vectors.cooccurrence_embeddings(
         corpus.tokens, tokenizer.vocab_size, table.shape[1], row_norm=1.0, seed=seed
     )
@@ -256,6 +252,18 @@ def pretrain(config, run_dir: str) -> dict:
     if config.data.val_documents <= 0:
         raise ValueError("data.val_documents must be > 0: evaluation needs held-out documents")
     documents, source_key = documents_factory(config.data)
+    # Checked before the tokenizer and the corpus cache, which take minutes on a real corpus.
+    embedding_init = config.model.embedding_init
+    if embedding_init not in EMBEDDING_INITS:
+        raise ValueError(
+            f"model.embedding_init must be one of {EMBEDDING_INITS}, got {embedding_init!r}"
+        )
+    cooccurrence = embedding_init == "cooccurrence"
+    if cooccurrence and config.init_from:
+        raise ValueError(
+            "model.embedding_init='cooccurrence' starts a model's token embeddings afresh; "
+            f"it cannot be combined with init_from={config.init_from!r}"
+        )
     init = None
     if config.init_from and not checkpoint.has_checkpoint(run_dir):
         init = checkpoint.load_encoder(config.init_from)  # (config, tokenizer, params)
@@ -278,17 +286,6 @@ def pretrain(config, run_dir: str) -> dict:
         train_corpus.num_tokens,
         val_corpus.num_documents,
     )
-    embedding_init = config.model.embedding_init
-    if embedding_init not in EMBEDDING_INITS:
-        raise ValueError(
-            f"model.embedding_init must be one of {EMBEDDING_INITS}, got {embedding_init!r}"
-        )
-    cooccurrence = embedding_init == "cooccurrence"
-    if cooccurrence and init is not None:
-        raise ValueError(
-            "model.embedding_init='cooccurrence' starts a model's token embeddings afresh; "
-            f"it cannot be combined with init_from={config.init_from!r}"
-        )
     model_config = model_config_from(config, tokenizer)
     if init is not None:
         model_config = configs.with_runtime_options(init[0], config.model)
