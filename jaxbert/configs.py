@@ -149,12 +149,16 @@ def finetune_config() -> ml_collections.ConfigDict:
             cosent_scale=20.0,
             head_hidden=0,  # softmax head: 0 = linear, N = an MLP with N tanh units
             hard_negatives=False,  # mnr: add the contradiction of the same premise as a negative
+            cosent_weight=1.0,  # softmax with data.train_scores: weight of the CoSENT loss
         )
     )
     config.data = ml_collections.ConfigDict(
         dict(
             train="snli_train_subset",  # comma-separated datasets (presets, hub names, files)
             max_train_pairs=0,  # 0 = all
+            # softmax objective: scored pairs (e.g. "stsb_train,sick_train_sts") whose CoSENT
+            # loss joins the classifier's, a batch of each per step ("" = none)
+            train_scores="",
             eval_nli="snli_dev",  # NLI dev set for accuracy ("" = none)
             eval_sts="stsb_dev",  # STS dev set for Spearman ("" = none)
             max_eval_pairs=2000,  # 0 = all

@@ -1,7 +1,8 @@
 """Sentence-BERT fine-tuning: pair data, siamese objectives and dev evaluation for `train.run`.
 
 Objectives (config.sbert.objective):
-  softmax  cross-entropy of a classifier over [u, v, |u-v|] (SBERT; gradients reach the encoder)
+  softmax  cross-entropy of a classifier over [u, v, |u-v|] (SBERT; gradients reach the encoder);
+           with data.train_scores also a CoSENT loss on scored pairs, a batch of each per step
   mnr      multiple-negatives ranking: premise -> its entailed hypothesis among the batch's
            (with data.train="simcse:<text files>": each sentence -> itself under other dropout,
            unsupervised SimCSE)
@@ -161,6 +162,81 @@ class DistillBatches(PairBatches):
         return batch
 
 
+class MixedBatches:
+    """Each step a batch of NLI pairs and a batch of scored pairs (`data.train_scores`), for the
+    softmax objective with a CoSENT loss beside it. Both are padded to the longer of their two
+    bucket lengths, so the encoder runs once over all four sides and the step compiles once per
+    bucket, not once per pair of buckets. The scored pairs' keys: input_ids_scored_a,
+    attention_mask_scored_a, input_ids_scored_b, attention_mask_scored_b, scored_labels,
+    scored_weights. An epoch is one pass over the NLI pairs; the scored pairs cycle on their own.
+    """
+
+    def __init__(self, labelled: PairBatches, scored: PairBatches):
+        self.labelled, self.scored = labelled, scored
+
+    def __len__(self) -> int:
+        return len(self.labelled)
+
+    def __iter__(self) -> MixedBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch, scored = next(self.labelled), next(self.scored)
+        length = max(batch["input_ids_a"].shape[1], scored["input_ids_a"].shape[1])
+        mixed = {}
+        for part, rename in ((batch, lambda k: k), (scored, self._scored_key)):
+            for key, value in part.items():
+                if key.startswith(("input_ids", "attention_mask")):
+                    fill = self.labelled.pad_id if key.startswith("input_ids") else 0
+                    widths = ((0, 0), (0, length - value.shape[1]))
+                    value = np.pad(value, widths, constant_values=fill)
+                mixed[rename(key)] = value
+        return mixed
+
+    @staticmethod
+    def _scored_key(key: str) -> str:
+        for side in ("a", "b"):
+            if key.endswith(f"_{side}"):
+                return f"{key[:-2]}_scored_{side}"
+        return f"scored_{key}"
+
+    def state(self) -> dict:
+        return {"labelled": self.labelled.state(), "scored": self.scored.state()}
+
+    def restore(self, state: dict) -> None:
+        self.labelled.restore(state["labelled"])
+        self.scored.restore(state["scored"])
+
+    def padding_fraction(self) -> float:
+        return self.labelled.padding_fraction()
+
+
+def read_scored_pairs(config) -> nli.PairDataset | None:
+    """The scored pairs of config.data.train_scores (for a CoSENT loss beside the softmax one),
+    or None when it is empty."""
+    specs = _split_list(config.data.train_scores)
+    if not specs:
+        return None
+    if config.sbert.objective != "softmax":
+        raise ValueError(
+            "data.train_scores adds a CoSENT loss to the softmax objective; "
+            f"the {config.sbert.objective} objective takes its pairs from data.train"
+        )
+    if "bert" in _split_list(config.optim.freeze):
+        raise ValueError(
+            "data.train_scores trains the encoder on similarity, but optim.freeze='bert' holds "
+            "it fixed: set optim.freeze= (empty) or leave data.train_scores empty"
+        )
+    dataset = nli.mix([nli.read_pairs(_resolve(spec, config)) for spec in specs])
+    if dataset.label_names:
+        raise ValueError(
+            f"data.train_scores needs similarity scores (e.g. stsb_train), got NLI labels "
+            f"{list(dataset.label_names)}"
+        )
+    log.info("with a CoSENT loss on %d scored pairs of %s", len(dataset), dataset.name)
+    return dataset
+
+
 def load_teacher(spec: str) -> SentenceModel:
     if not spec:
         raise ValueError(
@@ -228,11 +304,23 @@ def make_loss_fn(module: SentenceBert, config):
         if frozen_encoder:  # no backward pass through an encoder that is not trained
             params = dict(params, bert=jax.lax.stop_gradient(params["bert"]))
         if objective == "softmax":
-            u, v = embed_sides(params, batch, rng, "ab")
+            scored = "input_ids_scored_a" in batch
+            sides = ("a", "b", "scored_a", "scored_b") if scored else ("a", "b")
+            u, v, *scored_uv = embed_sides(params, batch, rng, sides)
             logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
             loss = losses.nli_softmax_loss(logits, batch["labels"], weights)
             correct, count = losses.accuracy_counts(logits, batch["labels"], weights)
-            return loss, {"accuracy": correct / jnp.maximum(count, 1.0)}
+            metrics = {"accuracy": correct / jnp.maximum(count, 1.0)}
+            if scored:
+                cosent = losses.cosent_loss(
+                    *scored_uv,
+                    batch["scored_labels"],
+                    batch["scored_weights"],
+                    sbert_cfg.cosent_scale,
+                )
+                loss = loss + sbert_cfg.cosent_weight * cosent
+                metrics["cosent"] = cosent
+            return loss, metrics
         if objective == "mnr":
             sides = "abc" if "input_ids_c" in batch else "ab"
             embeddings = embed_sides(params, batch, rng, sides)
@@ -268,6 +356,7 @@ def finetune(config, run_dir: str) -> dict:
     primary = config.train.primary_metric
     if primary not in METRIC_MODES:
         raise ValueError(f"unknown primary_metric {primary!r}; choose one of {list(METRIC_MODES)}")
+    scored = read_scored_pairs(config)
     teacher, sentences, targets = None, [], None
     if sbert_cfg.objective == "distill":
         teacher = load_teacher(config.distill.teacher)
@@ -306,6 +395,9 @@ def finetune(config, run_dir: str) -> dict:
         label_names = dataset.label_names or nli.NLI_LABELS
         pairs = TokenizedPairs.build(dataset, tokenizer, max_len)
         batches = PairBatches(pairs, **batch_options)
+        if scored is not None:
+            scored_pairs = TokenizedPairs.build(scored, tokenizer, max_len)
+            batches = MixedBatches(batches, PairBatches(scored_pairs, **batch_options))
     if not config.train.num_steps:
         config.train.num_steps = max(1, int(round(config.train.epochs * len(batches))))
     log.info(
@@ -408,7 +500,7 @@ def finetune(config, run_dir: str) -> dict:
         meta=meta,
         best_metric=primary,
         best_mode=METRIC_MODES[primary],
-        progress_metrics=("loss", "accuracy", "mse"),
+        progress_metrics=("loss", "accuracy", "cosent", "mse"),
     )
     summary = train.run(task, config, run_dir)
     if eval_nli is not None and jax.process_index() == 0:

@@ -1,6 +1,7 @@
 """Distillation (teacher cache, student cut out of a teacher, the distill objective) and the
 ranking / distillation losses, on tiny models built in a temp directory."""
 
+import dataclasses
 import json
 
 import jax
@@ -325,3 +326,140 @@ def test_simcse_pairs_each_text_sentence_with_itself_and_trains(teacher_dir, tmp
     config.sbert.objective = "softmax"
     with pytest.raises(ValueError, match="use sbert.objective='mnr'"):
         finetune.read_training_pairs(config)
+
+
+# ----------------------------------------------------------------------------- NLI + CoSENT mixed
+
+
+def _mixed_config(tmp_path, teacher_dir):
+    write_nli_file(tmp_path / "nli.csv")
+    write_sts_file(tmp_path / "sts-train.csv", n=64)
+    config = finetune_config()
+    config.init_from = str(teacher_dir / "run")
+    config.sbert.objective = "softmax"
+    config.data.train = str(tmp_path / "nli.csv")
+    config.data.train_scores = str(tmp_path / "sts-train.csv")
+    config.data.eval_nli = str(tmp_path / "nli.csv")
+    config.data.eval_sts = ""
+    config.data.max_len = 32
+    config.data.buckets = "8,16,32"
+    config.optim.lr = 1e-3
+    config.train.batch_size = 16
+    config.train.num_steps = 4
+    config.train.checkpoint_every = 2
+    config.train.log_every = 1
+    config.train.primary_metric = "nli_accuracy"
+    return config
+
+
+def test_mixed_batches_pad_both_parts_to_one_length_and_resume(teacher_dir, tmp_path):
+    from jaxbert.data import nli
+    from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
+
+    config = _mixed_config(tmp_path, teacher_dir)
+    tokenizer = SentenceModel.from_dir(str(teacher_dir / "run")).tokenizer
+
+    def batches(path, seed):
+        dataset = nli.read_pairs(finetune._resolve(str(path), config))
+        pairs = TokenizedPairs.build(dataset, tokenizer, 32)
+        return PairBatches(pairs, batch_size=8, buckets=(8, 16, 32), seed=seed, pad_id=0)
+
+    nli_path, sts_path = tmp_path / "nli.csv", tmp_path / "sts-train.csv"
+    mixed = finetune.MixedBatches(batches(nli_path, 0), batches(sts_path, 0))
+    alone_nli, alone_sts = batches(nli_path, 0), batches(sts_path, 0)
+    assert len(mixed) == len(alone_nli) == 12
+    seen = []
+    for _ in range(len(alone_sts) + 3):  # the scored pairs cycle past their own epoch
+        batch, nli_batch, sts_batch = next(mixed), next(alone_nli), next(alone_sts)
+        length = max(nli_batch["input_ids_a"].shape[1], sts_batch["input_ids_a"].shape[1])
+        seen.append((nli_batch["input_ids_a"].shape[1], sts_batch["input_ids_a"].shape[1]))
+        for part, prefix, suffix in ((nli_batch, "", ""), (sts_batch, "scored_", "_scored")):
+            np.testing.assert_array_equal(batch[f"{prefix}labels"], part["labels"])
+            np.testing.assert_array_equal(batch[f"{prefix}weights"], part["weights"])
+            for side in "ab":
+                for key in ("input_ids", "attention_mask"):
+                    got = batch[f"{key}{suffix}_{side}"]
+                    width = part[f"{key}_{side}"].shape[1]
+                    assert got.shape == (8, length)
+                    np.testing.assert_array_equal(got[:, :width], part[f"{key}_{side}"])
+                    assert not got[:, width:].any()  # padding: pad id 0, mask 0
+    assert any(a != b for a, b in seen)  # some steps did pad one part to the other's bucket
+
+    state = mixed.state()
+    expected = next(mixed)
+    resumed = finetune.MixedBatches(batches(nli_path, 0), batches(sts_path, 0))
+    resumed.restore(json.loads(json.dumps(state)))
+    jax.tree.map(np.testing.assert_array_equal, next(resumed), expected)
+
+
+def test_the_mixed_loss_is_the_softmax_loss_plus_weighted_cosent(teacher_dir, tmp_path):
+    from jaxbert import checkpoint
+    from jaxbert.data import nli
+    from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
+    from jaxbert.sbert import SentenceBert
+
+    config = _mixed_config(tmp_path, teacher_dir)
+    config.model.hidden_dropout = 0.0  # the same embeddings whatever the batch's shape
+    config.model.attention_dropout = 0.0
+    config.sbert.cosent_weight = 0.7
+    model_config, tokenizer, params = checkpoint.load_encoder(config.init_from)
+    model_config = dataclasses.replace(model_config, hidden_dropout=0.0, attention_dropout=0.0)
+    module = SentenceBert(model_config, pooling="mean", num_labels=3, features=("u", "v", "|u-v|"))
+    ids = jnp.zeros((1, 8), jnp.int32)
+    init = module.init(jax.random.key(0), ids, jnp.ones_like(ids))["params"]
+    params = dict(init, bert=params["bert"])
+
+    def batches(path):
+        dataset = nli.read_pairs(finetune._resolve(str(path), config))
+        pairs = TokenizedPairs.build(dataset, tokenizer, 32)
+        return PairBatches(pairs, batch_size=8, buckets=(8, 16, 32), seed=3, pad_id=0)
+
+    nli_path, sts_path = tmp_path / "nli.csv", tmp_path / "sts-train.csv"
+    mixed = finetune.MixedBatches(batches(nli_path), batches(sts_path))
+    nli_alone, sts_alone = batches(nli_path), batches(sts_path)
+    loss_fn = finetune.make_loss_fn(module, config)
+    rng = jax.random.key(1)
+    for _ in range(3):
+        batch, nli_batch, sts_batch = next(mixed), next(nli_alone), next(sts_alone)
+        total, metrics = loss_fn(params, batch, rng)
+        softmax, _ = loss_fn(params, nli_batch, rng)
+        u, v = (
+            module.apply(
+                {"params": params},
+                sts_batch[f"input_ids_{s}"],
+                sts_batch[f"attention_mask_{s}"],
+                method=SentenceBert.encode,
+            )
+            for s in "ab"
+        )
+        cosent = losses.cosent_loss(u, v, sts_batch["labels"], sts_batch["weights"])
+        assert float(metrics["cosent"]) == pytest.approx(float(cosent), rel=1e-4)
+        assert float(total) == pytest.approx(float(softmax) + 0.7 * float(cosent), rel=1e-4)
+
+
+def test_finetuning_with_the_mixed_loss_trains_logs_and_resumes(teacher_dir, tmp_path):
+    config = _mixed_config(tmp_path, teacher_dir)
+    run = str(tmp_path / "mixed")
+    config.train.num_steps = 2
+    finetune.finetune(config, run)
+    config.train.num_steps = 4
+    summary = finetune.finetune(config, run)  # resumes at step 2, both data positions restored
+    assert (summary["steps"], summary["steps_this_session"]) == (4, 2)
+    rows = [json.loads(line) for line in open(f"{run}/metrics.jsonl")]
+    train_rows = [r for r in rows if r.get("split") == "train"]
+    assert train_rows and all(np.isfinite(r["cosent"]) and r["cosent"] > 0 for r in train_rows)
+
+
+def test_mixed_loss_errors_are_clear(teacher_dir, tmp_path):
+    config = _mixed_config(tmp_path, teacher_dir)
+    config.optim.freeze = "bert"
+    with pytest.raises(ValueError, match="optim.freeze='bert' holds"):
+        finetune.finetune(config, str(tmp_path / "x"))
+    config.optim.freeze = ""
+    config.data.train_scores = str(tmp_path / "nli.csv")
+    with pytest.raises(ValueError, match="needs similarity scores"):
+        finetune.finetune(config, str(tmp_path / "x"))
+    config.data.train_scores = str(tmp_path / "sts-train.csv")
+    config.sbert.objective = "mnr"
+    with pytest.raises(ValueError, match="adds a CoSENT loss to the softmax objective"):
+        finetune.finetune(config, str(tmp_path / "x"))
