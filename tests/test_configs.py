@@ -166,21 +166,22 @@ def _reproduce(tmp_path, recipe, **env):
 def test_reproduce_scratch_passes_the_pretraining_budget_to_pretraining_only(tmp_path):
     work, lines, args = _reproduce(tmp_path, "scratch", PRETRAIN_STEPS="300")
     stages = [" ".join(a) for a in args]
-    assert [a[0] for a in args] == ["scripts/pretrain.py"] + 6 * ["scripts/finetune.py"]
-    names = ("pretrain", "mnr", "sts", "head", "nli", "sts2", "final")
+    assert [a[0] for a in args] == ["scripts/pretrain.py"] + 4 * ["scripts/finetune.py"]
+    names = ("pretrain", "mnr", "sts", "head", "final")
     assert [a[a.index("--workdir") + 1] for a in args] == [str(work / name) for name in names]
     # Each fine-tuning stage starts from the one before it.
     for before, stage in zip(names, args[1:]):
         assert f"--config.init_from={work / before}" in stage
     configs = [a[a.index("--config") + 1].split("/")[-1] for a in args[1:]]
-    assert configs == ["sbert_nli_mnr.py", "sbert_sts_cosent.py"] + [
-        "sbert_nli_head.py",
-        "sbert_nli_head.py",
-        "sbert_sts_cosent.py",
-        "sbert_nli_head.py",
+    assert configs == ["sbert_nli_mnr.py", "sbert_sts_cosent.py"] + 2 * ["sbert_nli_head.py"]
+    # The head first sees a frozen encoder; the last stage trains both, CoSENT mixed in.
+    assert [("--config.optim.freeze=" in a) for a in args[1:]] == [0, 0, 0, 1]
+    assert [any(x.startswith("--config.data.train_scores=") for x in a) for a in args[1:]] == [
+        0,
+        0,
+        0,
+        1,
     ]
-    # Only the NLI stage trains the encoder with the head; the final head sees a frozen encoder.
-    assert [("--config.optim.freeze=" in a) for a in args[1:]] == [0, 0, 0, 1, 0, 0]
     assert "--config.train.num_steps=300" in stages[0].split()
     assert not any("num_steps" in line for line in stages[1:])
     assert all("--config.seed=1" in line.split() for line in stages)
