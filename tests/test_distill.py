@@ -352,17 +352,22 @@ def _mixed_config(tmp_path, teacher_dir):
     return config
 
 
-def test_mixed_batches_pad_both_parts_to_one_length_and_resume(teacher_dir, tmp_path):
+def _small_batches(path, config, tokenizer, seed):
+    """Batches of 8 pairs of the file at `path`, in buckets of 8, 16 and 32 tokens."""
     from jaxbert.data import nli
     from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
 
+    dataset = nli.read_pairs(finetune._resolve(str(path), config))
+    pairs = TokenizedPairs.build(dataset, tokenizer, 32)
+    return PairBatches(pairs, batch_size=8, buckets=(8, 16, 32), seed=seed, pad_id=0)
+
+
+def test_mixed_batches_pad_both_parts_to_one_length_and_resume(teacher_dir, tmp_path):
     config = _mixed_config(tmp_path, teacher_dir)
     tokenizer = SentenceModel.from_dir(str(teacher_dir / "run")).tokenizer
 
     def batches(path, seed):
-        dataset = nli.read_pairs(finetune._resolve(str(path), config))
-        pairs = TokenizedPairs.build(dataset, tokenizer, 32)
-        return PairBatches(pairs, batch_size=8, buckets=(8, 16, 32), seed=seed, pad_id=0)
+        return _small_batches(path, config, tokenizer, seed)
 
     nli_path, sts_path = tmp_path / "nli.csv", tmp_path / "sts-train.csv"
     mixed = finetune.MixedBatches(batches(nli_path, 0), batches(sts_path, 0))
@@ -394,8 +399,6 @@ def test_mixed_batches_pad_both_parts_to_one_length_and_resume(teacher_dir, tmp_
 
 def test_the_mixed_loss_is_the_softmax_loss_plus_weighted_cosent(teacher_dir, tmp_path):
     from jaxbert import checkpoint
-    from jaxbert.data import nli
-    from jaxbert.data.pair_batches import PairBatches, TokenizedPairs
     from jaxbert.sbert import SentenceBert
 
     config = _mixed_config(tmp_path, teacher_dir)
@@ -410,9 +413,7 @@ def test_the_mixed_loss_is_the_softmax_loss_plus_weighted_cosent(teacher_dir, tm
     params = dict(init, bert=params["bert"])
 
     def batches(path):
-        dataset = nli.read_pairs(finetune._resolve(str(path), config))
-        pairs = TokenizedPairs.build(dataset, tokenizer, 32)
-        return PairBatches(pairs, batch_size=8, buckets=(8, 16, 32), seed=3, pad_id=0)
+        return _small_batches(path, config, tokenizer, seed=3)
 
     nli_path, sts_path = tmp_path / "nli.csv", tmp_path / "sts-train.csv"
     mixed = finetune.MixedBatches(batches(nli_path), batches(sts_path))
