@@ -11,10 +11,9 @@ idle; STS-B dev 76.5 -> 79.40 (2026-12-05, the recipe before, with random token 
 69.7 -> 78.78, 74.28; after 675 steps, which the comparisons here start from: 77.78 / 74.50). At lr
 1e-4: 77.29 / 71.80; plain MSE of cosines instead of CoSENT, lr 1e-4: 77.87 / 70.19; 4 epochs at
 2e-4: 78.11 / 75.35 at epoch 2 (the best evaluation), 77.16 at the end. The same pairs and
-loss also go into the scratch recipe's NLI stage, mixed in (configs/sbert_nli_head.py). The
-`distill` recipe's last stage (STS-B train only, lr 2e-5, batches of 16, one epoch, normalised
-embeddings): 86.53 -> 86.94, SICK-R trial 78.70, in 1.1 min; the `nli` recipe's third stage (the
-same, evaluated every 120 steps, the NLI head carried along): 85.49 -> 87.31 (step 120), 4.1 min.
+loss also go into the NLI stages of the scratch and `nli` recipes, mixed in
+(configs/sbert_nli_head.py). The `distill` recipe's last stage (STS-B train only, lr 2e-5,
+batches of 16, one epoch, normalised embeddings): 86.53 -> 86.94, SICK-R trial 78.70, in 1.1 min.
 """
 
 from jaxbert.configs import finetune_config
