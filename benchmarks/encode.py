@@ -9,6 +9,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
+import jax
 import numpy as np
 
 from benchmarks.common import (
@@ -17,6 +18,7 @@ from benchmarks.common import (
     peer_st_model,
     sentence_encoder,
 )
+from benchmarks.profiles import fusion_kinds, profile_summary
 from jaxbert import evaluate
 from jaxbert.data import nli
 from jaxbert.serve import SentenceModel
@@ -97,6 +99,28 @@ def single_query_breakdown(model: SentenceModel, sentences) -> dict:
     return {f"{name}_ms": round(1e3 * float(np.median(s)), 3) for name, s in stages.items()}
 
 
+def single_query_profile(model: SentenceModel, text: str, trace_dir: str, calls: int = 100):
+    """Where the compiled encoder's time goes on one sentence (`text`, padded to the length
+    bucket a single query uses): a jax.profiler trace of `calls` calls, in ms per call by
+    kernel and kind: "matmul" the dense layers, "attention" the heads' batched matmuls,
+    "reduce" LayerNorm, softmax and activation-quantisation statistics (`fusion_kinds`)."""
+    ids, _ = model.tokenize([text])
+    input_ids, mask = model._padded(ids, np.array([len(ids[0])]), np.zeros(1, np.int64), 1)
+    executable = model.compiled_encoder(*input_ids.shape)
+
+    def call():
+        return executable(model.encoder_params, input_ids, mask).block_until_ready()
+
+    for _ in range(20):
+        call()
+    with jax.profiler.trace(trace_dir):
+        for _ in range(calls):
+            call()
+    kinds = fusion_kinds(executable.as_text())
+    summary = profile_summary(trace_dir, steps=calls, top=8, kinds=kinds)
+    return dict(tokens=len(ids[0]), length=input_ids.shape[1], profile=trace_dir, **summary)
+
+
 def _stages(model: SentenceModel, text: str) -> dict:
     ids, _ = model.tokenize([text])
     n = len(ids[0])
@@ -152,6 +176,7 @@ def bench_encode(
     peer=False,
     quantize="",
     quality="",
+    profile="",
     seed=0,
 ) -> Iterator[dict]:
     """`SentenceModel.encode` sentences/s at `batch_size` (best of `rounds`) and single-sentence
@@ -162,7 +187,9 @@ def bench_encode(
     with ours: our float32 model; `quantize` ("int8,bfloat16"): the same model quantised
     (`SentenceModel(quantize=...)`); `peer` ("st", "onnx" or both): sentence-transformers'
     `encode` of the same weights, and ONNX Runtime float32 and int8 (benchmarks/onnx_peer.py).
-    `quality` (an STS set, e.g. stsb_dev) adds each side's Spearman x 100 on it.
+    `quality` (an STS set, e.g. stsb_dev) adds each side's Spearman x 100 on it. `profile` (a
+    directory): our sides' single-query encoder traced there and summarised by kind of op
+    (`single_query_profile`), on the sentence of median length.
     """
     peers = _peer_list(peer)
     ours = serving_model(model, vocab, max_len, seed)
@@ -233,6 +260,13 @@ def bench_encode(
     for name, model_ in [("jaxbert", ours), *quantized_models.items()]:
         record = dict(bench="encode-breakdown", impl=name, **info, batch=1, queries=len(premises))
         yield dict(record, **single_query_breakdown(model_, premises))
+    if profile:
+        by_length = sorted(premises, key=lambda text: len(ours.tokenize([text])[0]))
+        median = by_length[len(by_length) // 2]
+        for name, model_ in [("jaxbert", ours), *quantized_models.items()]:
+            trace_dir = os.path.join(profile, name)
+            record = dict(bench="encode-profile", impl=name, **info, batch=1)
+            yield dict(record, **single_query_profile(model_, median, trace_dir))
     if not ours.has_classifier:
         yield dict(bench="classify", impl="jaxbert", **info, skipped="the model has no NLI head")
         return

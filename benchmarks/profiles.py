@@ -7,6 +7,7 @@ import glob
 import gzip
 import json
 import os
+import re
 
 # Kernel-name patterns -> the kind of work, for the profile summary (first match wins).
 OP_KINDS = (
@@ -27,14 +28,50 @@ def op_kind(name: str) -> str:
     return "elementwise/other fusion"
 
 
-def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
+def fusion_kinds(hlo_text: str) -> dict[str, str]:
+    """{fusion name: kind} from a compiled program's HLO (`Compiled.as_text()`). XLA:CPU names
+    its thunks after their fusions (`ynn_fusion.27`, `loop_add_fusion.3`), not after the
+    library kernel they call, so the names alone do not say which ones multiply matrices: a
+    fusion whose computation holds a dot is "matmul", or "attention" when the dot has batch
+    dimensions (the heads' scores and context), one holding a reduce is "reduce". The others
+    are left to `op_kind`."""
+    bodies, current = {}, None
+    for line in hlo_text.splitlines():
+        if line.startswith("%") and line.rstrip().endswith("{"):
+            current = line[1:].split(" ", 1)[0]
+            bodies[current] = []
+        elif line.startswith("}"):
+            current = None
+        elif current:
+            bodies[current].append(line)
+    kinds = {}
+    for match in re.finditer(r"%([\w.-]+) = [^\n]*? fusion\([^\n]*?calls=%([\w.-]+)", hlo_text):
+        body = "\n".join(bodies.get(match.group(2), ()))
+        if " dot(" in body:
+            kinds[match.group(1)] = "attention" if "lhs_batch_dims" in body else "matmul"
+        elif " reduce(" in body:
+            kinds[match.group(1)] = "reduce"
+    return kinds
+
+
+def profile_summary(
+    trace_dir: str, steps: int, top: int = 15, kinds: dict[str, str] | None = None
+) -> dict:
     """Where device time goes in a `jax.profiler.trace` of `steps` steps: milliseconds per step
-    by kernel (the top `top`) and by kind of op (`op_kind`).
+    by kernel (the top `top`) and by kind of op (`kinds`, e.g. from `fusion_kinds`, where it
+    names the kernel, else `op_kind`).
 
     Reads the trace's `*.trace.json.gz`. Kernels are the events of the device processes'
     stream lines (`/device:GPU:0` ... `Stream #N`), which are what the chip ran; on CPU, where
-    no device process exists, the XLA thunks on the host's XLA threads stand in.
+    no device process exists, the XLA thunks on the host's XLA threads stand in (the calling
+    client thread's and the thread pool's: their times add up, so a step's kernel time can
+    exceed its wall time when both threads work).
     """
+    kinds = kinds or {}
+
+    def kind_of(name: str) -> str:
+        return kinds.get(name) or op_kind(name)
+
     paths = sorted(glob.glob(os.path.join(trace_dir, "**", "*.trace.json.gz"), recursive=True))
     if not paths:
         raise FileNotFoundError(f"no *.trace.json.gz under {trace_dir}")
@@ -53,7 +90,9 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
 
     def on_cpu_xla(e):  # thunks, not the executor/thread-pool spans that enclose them
         thread = threads.get((e["pid"], e.get("tid")), "")
-        return ("XLAEigen" in thread or "XLACpu" in thread) and "::" not in e["name"]
+        name = e["name"]
+        xla_thread = any(t in thread for t in ("XLAEigen", "XLACpu", "PjRtCpuClient"))
+        return xla_thread and "::" not in name and not name.startswith("end: ")
 
     spans = [e for e in events if e.get("ph") == "X"]
     kernels = [e for e in spans if on_device(e)] or [e for e in spans if on_cpu_xla(e)]
@@ -61,7 +100,7 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
     for e in kernels:
         by_name[e["name"]] += e["dur"]
     for name, us in by_name.items():
-        by_kind[op_kind(name)] += us
+        by_kind[kind_of(name)] += us
     total = sum(by_name.values()) or 1.0
 
     def per_step(us):
@@ -74,7 +113,7 @@ def profile_summary(trace_dir: str, steps: int, top: int = 15) -> dict:
             k: dict(ms=per_step(v), share=round(v / total, 3)) for k, v in by_kind.most_common()
         },
         top=[
-            dict(name=name[:120], kind=op_kind(name), ms=per_step(us), share=round(us / total, 3))
+            dict(name=name[:120], kind=kind_of(name), ms=per_step(us), share=round(us / total, 3))
             for name, us in by_name.most_common(top)
         ],
     )

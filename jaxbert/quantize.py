@@ -73,7 +73,7 @@ def quantize_params(params: dict, mode: str) -> dict:
     return walk(jax.device_get(params), False)
 
 
-def _quantized_dense(x: jax.Array, kernel: jax.Array, scale, bias) -> jax.Array:
+def quantized_dense(x: jax.Array, kernel: jax.Array, scale, bias) -> jax.Array:
     """x [..., in] float -> [..., out] float32 through an int8 or bfloat16 kernel [in, out]."""
     x = x.astype(jnp.float32)
     if kernel.dtype == jnp.int8:
@@ -107,7 +107,7 @@ def _interceptor(next_fun, args, kwargs, context):
         return next_fun(*args, **kwargs)
     scale = module.get_variable("params", SCALE) if kernel.dtype == jnp.int8 else None
     bias = module.get_variable("params", "bias") if module.use_bias else None
-    return _quantized_dense(args[0], kernel, scale, bias).astype(module.dtype or jnp.float32)
+    return quantized_dense(args[0], kernel, scale, bias).astype(module.dtype or jnp.float32)
 
 
 @contextlib.contextmanager

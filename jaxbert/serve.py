@@ -289,11 +289,15 @@ class SentenceModel:
         input_ids[mask.astype(bool)] = np.concatenate([ids[i] for i in chosen])
         return input_ids, mask
 
+    def compiled_encoder(self, rows: int, length: int) -> jax.stages.Compiled:
+        """The compiled encoder of padded batches [rows, length] (compiled on first use),
+        called as `(model.encoder_params, input_ids, attention_mask)`."""
+        key = (*self._executable_key, rows, length)
+        return _executable(self._encode_fn, key, self.encoder_params, rows, length)
+
     def _embed_padded(self, input_ids: np.ndarray, mask: np.ndarray) -> jax.Array:
         """The compiled encoder of this shape on one padded batch (dispatched, not awaited)."""
-        rows, length = input_ids.shape
-        key = (*self._executable_key, rows, length)
-        executable = _executable(self._encode_fn, key, self.encoder_params, rows, length)
+        executable = self.compiled_encoder(*input_ids.shape)
         return executable(self.encoder_params, input_ids, mask)
 
     # ------------------------------------------------------------------ public API

@@ -150,6 +150,68 @@ def test_profile_summary_counts_device_kernels_per_step(tmp_path):
         profiles.profile_summary(str(tmp_path / "empty"), steps=1)
 
 
+def test_cpu_profile_counts_the_thunks_of_both_xla_threads_by_their_fusions_kind(tmp_path):
+    """On CPU the thunks run on the client thread and the thread pool, each followed by an
+    `end:` marker; what a `ynn_fusion` computes comes from the HLO, not its name."""
+    events = [
+        {"ph": "M", "pid": 5, "name": "process_name", "args": {"name": "/host:CPU"}},
+        {"ph": "M", "pid": 5, "tid": 1, "name": "thread_name",
+         "args": {"name": "tf_XLAPjRtCpuClient/1"}},
+        {"ph": "M", "pid": 5, "tid": 2, "name": "thread_name", "args": {"name": "tf_XLAEigen/2"}},
+        {"ph": "M", "pid": 5, "tid": 3, "name": "thread_name", "args": {"name": "python"}},
+    ]  # fmt: skip
+    spans = [
+        (1, "ThunkExecutor::Execute", 900.0), (1, "ynn_fusion.3", 300.0),
+        (1, "end: ynn_fusion.3", 1.0), (2, "ynn_fusion.7", 100.0), (2, "ynn_fusion", 50.0),
+        (2, "loop_add_fusion", 50.0), (3, "ynn_fusion.3", 1e6),
+    ]  # fmt: skip
+    events += [{"ph": "X", "pid": 5, "tid": t, "ts": 0, "dur": d, "name": n} for t, n, d in spans]
+    path = tmp_path / "plugins/profile/run/host.trace.json.gz"
+    path.parent.mkdir(parents=True)
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    kinds = {"ynn_fusion.3": "matmul", "ynn_fusion.7": "attention", "ynn_fusion": "reduce"}
+    summary = profiles.profile_summary(str(tmp_path), steps=1, kinds=kinds)
+    assert summary["kernels_per_step"] == 4 and summary["kernel_ms_per_step"] == 0.5
+    assert {k: v["ms"] for k, v in summary["by_kind"].items()} == {
+        "matmul": 0.3, "attention": 0.1, "reduce": 0.05, "elementwise/other fusion": 0.05
+    }  # fmt: skip
+
+
+def test_fusion_kinds_of_a_compiled_program():
+    """A dense layer, a batched (attention-like) matmul and a reduction, compiled for this
+    machine: every fusion that holds one of them gets its kind."""
+    import jax
+    import jax.numpy as jnp
+
+    def program(x, w, q, k):
+        dense = x @ w
+        scores = jnp.einsum("hqd,hkd->hqk", q, k)
+        return dense, scores, jnp.max(jnp.abs(x), axis=-1)
+
+    args = [np.ones(s, np.float32) for s in [(16, 64), (64, 64), (4, 16, 8), (4, 16, 8)]]
+    hlo = jax.jit(program).lower(*args).compile().as_text()
+    kinds = profiles.fusion_kinds(hlo)
+    assert {"matmul", "attention", "reduce"} <= set(kinds.values())
+    for name, kind in kinds.items():
+        assert f"%{name} = " in hlo and kind in ("matmul", "attention", "reduce")
+    # Fused computations named like the HLO text a compiled program gives
+    text = (
+        "%fused_computation.2 (p: f32[2,3]) -> f32[2,4] {\n"
+        "  ROOT %d = f32[2,4]{1,0} dot(%p, %w), lhs_contracting_dims={1}\n}\n"
+        "%fused_computation.3 (p: f32[2,3]) -> f32[2] {\n"
+        "  ROOT %r = f32[2]{0} reduce(%p, %c), dimensions={1}\n}\n"
+        "%fused_computation.4 (p: f32[2,3]) -> f32[2,3] {\n"
+        "  ROOT %a = f32[2,3]{1,0} add(%p, %p)\n}\n"
+        "ENTRY %main {\n"
+        "  %ynn_fusion.2 = f32[2,4]{1,0} fusion(%x), kind=kCustom, calls=%fused_computation.2\n"
+        "  %ynn_fusion.3 = f32[2]{0} fusion(%x), kind=kCustom, calls=%fused_computation.3\n"
+        "  %loop_add_fusion = f32[2,3]{1,0} fusion(%x), kind=kLoop, calls=%fused_computation.4\n"
+        "}\n"
+    )
+    assert profiles.fusion_kinds(text) == {"ynn_fusion.2": "matmul", "ynn_fusion.3": "reduce"}
+
+
 def test_report_puts_ours_beside_the_peers():
     ours = dict(
         bench="pretrain", size="base", batch=256, seq=128, attention="cudnn",
@@ -204,16 +266,20 @@ def test_finetune_with_peer(capsys, files):
         assert records[1]["impl"] == "sentence-transformers" and records[1]["pairs_per_s"] > 0
 
 
-def test_encode_with_peer(capsys, files):
+def test_encode_with_peer(capsys, files, tmp_path):
     peer = ["--peer"] if has_peer() else []
     records = run(
         capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
         "--data", files / "nli.csv", "--num-sentences", 16, "--batch", 8, "--queries", 3,
-        "--rounds", 1, "--max-len", 32, *peer,
+        "--rounds", 1, "--max-len", 32, "--profile", tmp_path / "trace", *peer,
     )  # fmt: skip
     kinds = [(r["bench"], r["impl"], r["batch"]) for r in records]
     assert kinds[:2] == [("encode", "jaxbert", 8), ("encode", "jaxbert", 1)]
     assert kinds[-2:] == [("classify", "jaxbert", 64), ("classify", "jaxbert", 1)]
+    (profile,) = [r for r in records if r["bench"] == "encode-profile"]
+    assert profile["length"] >= profile["tokens"] > 2 and profile["kernel_ms_per_step"] > 0
+    # The dense layers' and attention's matmuls are found among the thunks by their HLO.
+    assert profile["by_kind"]["matmul"]["ms"] > 0 and profile["by_kind"]["attention"]["ms"] > 0
     assert records[1]["latency_ms_p50"] <= records[1]["latency_ms_p95"]
     if peer:
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
@@ -253,6 +319,30 @@ def test_encode_rejects_an_unknown_peer(capsys, files):
     with pytest.raises(ValueError, match="unknown peers \\['tensorrt'\\]"):
         run(capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
             "--data", files / "nli.csv", "--peer", "tensorrt")  # fmt: skip
+
+
+def test_gemm_chains_ours_and_onnx_runtimes_on_the_same_weights(capsys):
+    onnx = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+    records = run(
+        capsys, "gemm", "--hidden", 32, "--intermediate", 64, "--tokens", "4,8", "--layers", 2,
+        "--rounds", 1, "--repeats", 2, *(["--peer", "onnx"] if onnx else []),
+    )  # fmt: skip
+    empty = {(r["impl"], r["tokens"]) for r in records if r["chain"] == "empty call"}
+    impls = ["jaxbert", "onnxruntime"] if onnx else ["jaxbert"]
+    assert empty == {(impl, tokens) for impl in impls for tokens in (4, 8)}
+    rows = {(r["impl"], r["mode"], r["chain"], r["tokens"]): r for r in records if "mode" in r}
+    modes = [("jaxbert", m) for m in ("float32", "int8", "bfloat16")]
+    modes += [("onnxruntime", m) for m in ("float32", "int8")] if onnx else []
+    chains = {"hidden->hidden": 2, "feed-forward": 4}
+    assert set(rows) == {(*m, c, t) for m in modes for c in chains for t in (4, 8)}
+    bounds = {"float32": 1e-5, "int8": 0.1, "bfloat16": 0.05}  # relative to the largest output
+    for (impl, mode, chain, tokens), row in rows.items():
+        assert row["matmuls"] == chains[chain] and row["us_per_matmul"] > 0 and row["gflops"] > 0
+        assert 0 <= row["max_error_vs_float64"] < bounds[mode], (impl, mode, chain, tokens)
+    with pytest.raises(ValueError, match="unknown modes \\['fp8'\\]"):
+        run(capsys, "gemm", "--modes", "float32,fp8")
+    with pytest.raises(ValueError, match="the only one is onnx"):
+        run(capsys, "gemm", "--peer", "tensorrt")
 
 
 def test_make_pairs_and_finetune_memory(capsys, files, tmp_path):
