@@ -25,6 +25,12 @@ DEFAULT_BUCKETS = configs.finetune_config().data.buckets
 PEER_DIR = os.environ.get("JAXBERT_PEER_DIR", os.path.join("..", "shared", "bench"))
 
 
+# Between one side's timed block and the next side's: long enough for the thread pools that
+# spin after their work (OpenMP in PyTorch, ONNX Runtime's) to go to sleep, so one side's
+# spinning threads do not slow the next side down on the 2-core machine.
+SETTLE_S = 0.3
+
+
 def environment() -> dict:
     """Where and under what load a record was measured."""
     devices = jax.devices()

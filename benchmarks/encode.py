@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from benchmarks.common import (
+    SETTLE_S,
     export_for_peer,
     latency_summary,
     peer_st_model,
@@ -57,12 +58,6 @@ def _latencies(fn, items) -> list[float]:
         fn(item)
         seconds.append(time.perf_counter() - start)
     return seconds
-
-
-# Between one side's timed block and the next side's: long enough for the thread pools that
-# spin after their work (OpenMP in PyTorch, ONNX Runtime's) to go to sleep, so one side's
-# spinning threads do not slow the next side down on the 2-core machine.
-SETTLE_S = 0.3
 
 
 def _interleaved_latencies(sides: dict, items, chunk: int = 25) -> dict[str, list[float]]:

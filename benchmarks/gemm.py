@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import SETTLE_S
 from jaxbert import quantize
 
 MODES = ("float32", "int8", "bfloat16")
@@ -112,19 +113,24 @@ def _onnx_session(mode: str, weights: list[np.ndarray], x: np.ndarray):
     )
 
 
-def _median_us(calls: dict, rounds: int, repeats: int) -> dict[str, float]:
-    """Median microseconds per call of each fn in `calls`, the fns taking turns round by
-    round so that a change in the machine's load hits them alike."""
-    seconds = {name: [] for name in calls}
+def _best_round_us(calls: dict, rounds: int, repeats: int) -> dict[str, float]:
+    """Microseconds per call of each fn in `calls`: the median of its fastest round. The fns
+    take turns round by round, so a change in the machine's load hits them alike; the fastest
+    round is what the kernels can do, where the medians of whole runs moved by up to 1.5x
+    between processes on the 2-core machine."""
+    best = {name: float("inf") for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
+            time.sleep(SETTLE_S)
             for _ in range(3):
                 fn()
+            seconds = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 fn()
-                seconds[name].append(time.perf_counter() - start)
-    return {name: 1e6 * float(np.median(s)) for name, s in seconds.items()}
+                seconds.append(time.perf_counter() - start)
+            best[name] = min(best[name], 1e6 * float(np.median(seconds)))
+    return best
 
 
 def bench_gemm(
@@ -156,7 +162,7 @@ def bench_gemm(
         if peer:
             session = _onnx_session("float32", [], x)
             calls["onnxruntime"] = lambda s=session, x=x: s.run(None, {"x": x})
-        for impl, us in _median_us(calls, rounds, repeats).items():
+        for impl, us in _best_round_us(calls, rounds, repeats).items():
             yield dict(bench="gemm", impl=impl, chain="empty call", tokens=count, us=round(us, 1))
         for chain, sizes in _chains(hidden, intermediate, layers).items():
             # Unit-variance inputs and weights ~ N(0, 1/in): activations keep their scale.
@@ -176,7 +182,7 @@ def bench_gemm(
             for w in weights:
                 exact = exact @ w.astype(np.float64)
             flops = sum(2 * count * k * n for k, n in sizes)
-            for name, us in _median_us(calls, rounds, repeats).items():
+            for name, us in _best_round_us(calls, rounds, repeats).items():
                 impl, mode = name.split("/")
                 record = dict(bench="gemm", impl=impl, mode=mode, chain=chain, tokens=count)
                 record.update(matmuls=len(sizes), us_per_matmul=round(us / len(sizes), 1))
