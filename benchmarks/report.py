@@ -6,7 +6,9 @@ from __future__ import annotations
 def report(records: list[dict]) -> str:
     """Markdown tables from benchmark JSON lines, ours and the peers' (../shared/bench) mixed:
     pretraining seq/s and MFU with the ratio to the torch.compile peer of the same size, SBERT
-    fine-tuning pairs/s against sentence-transformers, and each profile's kinds of work."""
+    fine-tuning pairs/s against sentence-transformers, serving (`encode`: every side's
+    sentences/s, one-sentence latency and STS score; `gemm`: microseconds per matmul), and each
+    profile's kinds of work."""
     lines = []
     pretrain = [r for r in records if r.get("bench") == "pretrain" or "peer" in r and "mfu" in r]
     compiled = {
@@ -37,15 +39,51 @@ def report(records: list[dict]) -> str:
         for r in finetune:  # ours, our in-process peer (impl=...), ../shared/bench's (peer=...)
             impl = r.get("peer") or r.get("impl") or "jaxbert"
             lines.append(f"| {impl} | {r['model']} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
+    lines += _serving(records)
     for r in records:
-        summary = r.get("profile_summary")
+        summary = r.get("profile_summary") or (r if r.get("bench") == "encode-profile" else None)
         if not summary:
             continue
         kinds = ", ".join(f"{k} {v['ms']} ms" for k, v in summary["by_kind"].items())
+        what = (
+            f"{r['impl']} one sentence ({r['tokens']} tokens, bucket {r['length']})"
+            if r.get("bench") == "encode-profile"
+            else f"{r['size']} {r['attention']}"
+        )
         lines += [
             "",
-            f"profile {r['size']} {r['attention']}: "
-            f"{summary['kernel_ms_per_step']} ms of kernels per step ({kinds})",
+            f"profile {what}: {summary['kernel_ms_per_step']} ms of kernels per step ({kinds})",
         ]
         lines += [f"  {t['ms']:8.3f} ms  {t['kind']:<16} {t['name'][:90]}" for t in summary["top"]]
     return "\n".join(lines)
+
+
+def _serving(records: list[dict]) -> list[str]:
+    lines = []
+    encode = [r for r in records if r.get("bench") == "encode"]
+    if encode:
+        lines += [
+            "",
+            "| impl | batch | sentences/s | p50 ms | p95 ms | STS |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in encode:
+            lines.append(
+                f"| {r['impl']} | {r['batch']} | {r['sentences_per_s']:,.0f} | "
+                f"{r.get('latency_ms_p50', '')} | {r.get('latency_ms_p95', '')} | "
+                f"{r.get('sts_spearman', '')} |"
+            )
+    gemm = [r for r in records if r.get("bench") == "gemm"]
+    if gemm:
+        lines += [
+            "",
+            "| tokens | chain | impl | mode | us per matmul (per call) | GFLOP/s |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in gemm:
+            us = r.get("us_per_matmul", r.get("us"))
+            lines.append(
+                f"| {r['tokens']} | {r['chain']} | {r['impl']} | {r.get('mode', '')} | {us} | "
+                f"{r.get('gflops', '')} |"
+            )
+    return lines
