@@ -59,31 +59,29 @@ def report(records: list[dict]) -> str:
 
 
 def _serving(records: list[dict]) -> list[str]:
-    lines = []
     encode = [r for r in records if r.get("bench") == "encode"]
-    if encode:
-        lines += [
-            "",
-            "| impl | batch | sentences/s | p50 ms | p95 ms | STS |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in encode:
-            lines.append(
-                f"| {r['impl']} | {r['batch']} | {r['sentences_per_s']:,.0f} | "
-                f"{r.get('latency_ms_p50', '')} | {r.get('latency_ms_p95', '')} | "
-                f"{r.get('sts_spearman', '')} |"
-            )
     gemm = [r for r in records if r.get("bench") == "gemm"]
-    if gemm:
-        lines += [
-            "",
-            "| tokens | chain | impl | mode | us per matmul (per call) | GFLOP/s |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in gemm:
-            us = r.get("us_per_matmul", r.get("us"))
-            lines.append(
-                f"| {r['tokens']} | {r['chain']} | {r['impl']} | {r.get('mode', '')} | {us} | "
-                f"{r.get('gflops', '')} |"
-            )
-    return lines
+    lines = _table(
+        ["impl", "batch", "sentences/s", "p50 ms", "p95 ms", "STS"],
+        [
+            [r["impl"], r["batch"], f"{r['sentences_per_s']:,.0f}", r.get("latency_ms_p50", ""),
+             r.get("latency_ms_p95", ""), r.get("sts_spearman", "")]
+            for r in encode
+        ],
+    )  # fmt: skip
+    return lines + _table(
+        ["tokens", "chain", "impl", "mode", "us per matmul (per call)", "GFLOP/s"],
+        [
+            [r["tokens"], r["chain"], r["impl"], r.get("mode", ""),
+             r.get("us_per_matmul", r.get("us")), r.get("gflops", "")]
+            for r in gemm
+        ],
+    )  # fmt: skip
+
+
+def _table(columns: list[str], rows: list[list]) -> list[str]:
+    """A markdown table after a blank line; nothing without rows."""
+    if not rows:
+        return []
+    lines = ["", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
