@@ -3,6 +3,7 @@ the randomly initialised encoders and sentence-transformers peers that several o
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import resource
 import sys
@@ -29,6 +30,19 @@ PEER_DIR = os.environ.get("JAXBERT_PEER_DIR", os.path.join("..", "shared", "benc
 # spin after their work (OpenMP in PyTorch, ONNX Runtime's) to go to sleep, so one side's
 # spinning threads do not slow the next side down on the 2-core machine.
 SETTLE_S = 0.3
+
+
+# What the ONNX Runtime peer imports: the `peers` extra, not jaxbert's install.
+ONNX_PEER_MODULES = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime")
+
+
+def require_peer(modules: tuple[str, ...], what: str) -> None:
+    """One clear error, before any work, when a peer's packages are not installed."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModuleNotFoundError(
+            f"{what} needs {', '.join(missing)}, not installed: pip install -e .[peers]"
+        )
 
 
 def environment() -> dict:

@@ -13,10 +13,12 @@ import jax
 import numpy as np
 
 from benchmarks.common import (
+    ONNX_PEER_MODULES,
     SETTLE_S,
     export_for_peer,
     latency_summary,
     peer_st_model,
+    require_peer,
     sentence_encoder,
 )
 from benchmarks.profiles import fusion_kinds, profile_summary
@@ -187,6 +189,8 @@ def bench_encode(
     (`single_query_profile`), on the sentence of median length.
     """
     peers = _peer_list(peer)
+    if "onnx" in peers:
+        require_peer(ONNX_PEER_MODULES, "encode --peer onnx")
     ours = serving_model(model, vocab, max_len, seed)
     dataset = nli.read_pairs(nli.resolve(data, root=data_root or None))
     sentences = dataset.sentence1[:num_sentences]

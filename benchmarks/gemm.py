@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import SETTLE_S
+from benchmarks.common import SETTLE_S, require_peer
 from jaxbert import quantize
 
 MODES = ("float32", "int8", "bfloat16")
@@ -154,6 +154,8 @@ def bench_gemm(
         raise ValueError(f"unknown modes {unknown}; choose from {MODES}")
     if peer not in ("", "onnx"):
         raise ValueError(f"unknown peer {peer!r}; the only one is onnx")
+    if peer:
+        require_peer(("onnx", "onnxruntime"), "gemm --peer onnx")
     rng = np.random.default_rng(seed)
     for count in [int(t) for t in str(tokens).split(",") if t.strip()]:
         x = rng.standard_normal((count, hidden)).astype(np.float32)
@@ -186,7 +188,7 @@ def bench_gemm(
                 impl, mode = name.split("/")
                 record = dict(bench="gemm", impl=impl, mode=mode, chain=chain, tokens=count)
                 record.update(matmuls=len(sizes), us_per_matmul=round(us / len(sizes), 1))
-                record["gflops"] = round(flops / us / 1e3, 1)
+                record["gflops"] = float(f"{flops / us / 1e3:.3g}")
                 error = np.abs(outputs[name] - exact).max() / np.abs(exact).max()
                 record["max_error_vs_float64"] = float(f"{error:.2g}")
                 yield record

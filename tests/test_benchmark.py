@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks import pretrain, profiles, report
+from benchmarks import common, pretrain, profiles, report
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import SIZES
 
@@ -306,7 +306,7 @@ def test_encode_with_peer(capsys, files, tmp_path):
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
 
 
-ONNX_PEER = ("torch", "transformers", "onnx", "onnxscript", "onnxruntime")
+ONNX_PEER = common.ONNX_PEER_MODULES
 
 
 @pytest.mark.slow  # the export: ~10 s
@@ -334,6 +334,24 @@ def test_encode_with_the_onnx_peer_and_quantized_rows(capsys, files):
     assert set(breakdown) == {"jaxbert", "jaxbert-int8"}
     stages = ("tokenize", "pad", "executable_fine", "executable_coarse", "jit_coarse", "encode")
     assert all(breakdown["jaxbert"][f"{stage}_ms"] > 0 for stage in stages)
+
+
+@pytest.mark.skipif(
+    all(importlib.util.find_spec(m) for m in ONNX_PEER), reason="the ONNX Runtime peer is installed"
+)
+def test_the_onnx_peers_without_their_packages_say_how_to_install_them(capsys, files):
+    with pytest.raises(ModuleNotFoundError, match="not installed: pip install -e .\\[peers\\]"):
+        run(capsys, "encode", "--model", "random:tiny", "--vocab", files / "vocab.txt",
+            "--data", files / "nli.csv", "--peer", "onnx")  # fmt: skip
+    if not all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime")):
+        with pytest.raises(ModuleNotFoundError, match="gemm --peer onnx needs"):
+            run(capsys, "gemm", "--peer", "onnx")
+
+
+def test_require_peer_names_what_is_missing():
+    common.require_peer(("numpy",), "anything")  # installed: no error
+    with pytest.raises(ModuleNotFoundError, match="x needs no_such_module_xyz, not installed"):
+        common.require_peer(("numpy", "no_such_module_xyz"), "x")
 
 
 def test_encode_rejects_an_unknown_peer(capsys, files):
