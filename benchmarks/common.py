@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import resource
 import sys
 import time
@@ -45,11 +46,32 @@ def require_peer(modules: tuple[str, ...], what: str) -> None:
         )
 
 
+def cpu_model() -> str:
+    """The host CPU's model name, with its family and model numbers (a virtual machine's name
+    can be as vague as "Intel(R) Xeon(R) Processor"; the 2-core machine has been an AMD EPYC
+    on some days and an Intel Xeon on others, and CPU timings differ between them)."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not key.strip():  # the first processor's block ends
+                    break
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
 def environment() -> dict:
     """Where and under what load a record was measured."""
     devices = jax.devices()
     return dict(
         host=f"{os.cpu_count()} cpu",
+        cpu=cpu_model(),
         loadavg=[round(x, 2) for x in os.getloadavg()],
         backend=jax.default_backend(),
         device=devices[0].device_kind,

@@ -18,7 +18,7 @@ from jaxbert.model import SIZES
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEER_DIR = ROOT.parent / "shared" / "bench"
-ENVIRONMENT = {"host", "loadavg", "backend", "device", "devices", "jax"}
+ENVIRONMENT = {"host", "cpu", "loadavg", "backend", "device", "devices", "jax"}
 NLI_ROWS = [
     ("A man plays a guitar on the street.", "A man makes music.", "entailment"),
     ("Two dogs run through a snowy field.", "The dogs are asleep.", "contradiction"),
@@ -43,7 +43,7 @@ def run(capsys, *argv) -> list[dict]:
     lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
     assert records and all(ENVIRONMENT <= set(r) for r in records)
-    assert all(len(r["loadavg"]) == 3 for r in records)
+    assert all(len(r["loadavg"]) == 3 and r["cpu"] for r in records)
     return records
 
 
