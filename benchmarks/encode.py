@@ -20,6 +20,7 @@ from benchmarks.common import (
     peer_st_model,
     require_peer,
     sentence_encoder,
+    split_list,
 )
 from benchmarks.profiles import fusion_kinds, profile_summary
 from jaxbert import evaluate
@@ -148,7 +149,7 @@ def _peer_list(peer) -> list[str]:
     """--peer: True (the flag alone: sentence-transformers) or "st,onnx" -> names."""
     if peer is True:
         return ["st"]
-    names = [p.strip() for p in str(peer or "").split(",") if p.strip()]
+    names = split_list(peer or "")
     unknown = [p for p in names if p not in PEERS]
     if unknown:
         raise ValueError(f"unknown peers {unknown}; choose from {PEERS}")
@@ -200,7 +201,7 @@ def bench_encode(
     premises, hypotheses = [p for p, _ in pairs], [h for _, h in pairs]
     sides = {"jaxbert": ours.encode}
     quantized_models = {}
-    for mode in [q.strip() for q in quantize.split(",") if q.strip()]:
+    for mode in split_list(quantize):
         quantized = SentenceModel(**dict(_arguments(ours), quantize=mode))
         quantized_models[f"jaxbert-{mode}"] = quantized
         sides[f"jaxbert-{mode}"] = quantized.encode

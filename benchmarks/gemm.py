@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import SETTLE_S, require_peer
+from benchmarks.common import SETTLE_S, require_peer, split_list
 from jaxbert import quantize
 
 MODES = ("float32", "int8", "bfloat16")
@@ -116,8 +116,8 @@ def _onnx_session(mode: str, weights: list[np.ndarray], x: np.ndarray):
 def _best_round_us(calls: dict, rounds: int, repeats: int) -> dict[str, float]:
     """Microseconds per call of each fn in `calls`: the median of its fastest round. The fns
     take turns round by round, so a change in the machine's load hits them alike; the fastest
-    round is what the kernels can do, where the medians of whole runs moved by up to 1.5x
-    between processes on the 2-core machine."""
+    round is what the kernels can do (on the shared 2-core machine the medians of whole runs
+    moved far more between processes than between rounds)."""
     best = {name: float("inf") for name in calls}
     for _ in range(rounds):
         for name, fn in calls.items():
@@ -148,7 +148,7 @@ def bench_gemm(
     """Per chain, token count and mode: microseconds per matrix multiply (a call's time over
     its matmuls) and GFLOP/s, ours and (peer="onnx") ONNX Runtime's, with the output's largest
     difference from float64 relative to its largest value; and each runtime's empty call."""
-    modes = [m.strip() for m in modes.split(",") if m.strip()]
+    modes = split_list(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise ValueError(f"unknown modes {unknown}; choose from {MODES}")
@@ -157,7 +157,7 @@ def bench_gemm(
     if peer:
         require_peer(("onnx", "onnxruntime"), "gemm --peer onnx")
     rng = np.random.default_rng(seed)
-    for count in [int(t) for t in str(tokens).split(",") if t.strip()]:
+    for count in [int(t) for t in split_list(tokens)]:
         x = rng.standard_normal((count, hidden)).astype(np.float32)
         empty = jax.jit(lambda x: x + 1)
         calls = {"jaxbert": lambda p=empty, x=x: jax.block_until_ready(p(x))}

@@ -34,11 +34,15 @@ def report(records: list[dict]) -> str:
                 f"{ratio} | {memory if memory is not None else ''} |"
             )
     finetune = [r for r in records if r.get("bench") == "finetune" or r.get("job") == "finetune"]
-    if finetune:
-        lines += ["", "| impl | model | batch | pairs/s |", "| --- | --- | --- | --- |"]
-        for r in finetune:  # ours, our in-process peer (impl=...), ../shared/bench's (peer=...)
-            impl = r.get("peer") or r.get("impl") or "jaxbert"
-            lines.append(f"| {impl} | {r['model']} | {r['batch']} | {r['pairs_per_s']:,.0f} |")
+    lines += _table(
+        ["impl", "model", "batch", "pairs/s"],
+        # ours, our in-process peer (impl=...), ../shared/bench's (peer=...)
+        [
+            [r.get("peer") or r.get("impl") or "jaxbert", r["model"], r["batch"],
+             f"{r['pairs_per_s']:,.0f}"]
+            for r in finetune
+        ],
+    )  # fmt: skip
     lines += _serving(records)
     for r in records:
         summary = r.get("profile_summary") or (r if r.get("bench") == "encode-profile" else None)
