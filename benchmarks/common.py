@@ -46,6 +46,28 @@ def require_peer(modules: tuple[str, ...], what: str) -> None:
         )
 
 
+def use_cpus(count: int) -> int:
+    """Runs this process on its first `count` CPUs (0: all it may use); returns how many it
+    runs on. XLA:CPU sizes its thread pool to the CPUs it may use when JAX starts its backend,
+    so this must come before any JAX computation: afterwards the pool would keep its threads
+    on fewer cores. Timing each runtime on one core tells its kernels apart from how it spreads
+    a small matmul over several (README "Performance" / "CPU")."""
+    available = sorted(os.sched_getaffinity(0))
+    if count == 0 or count == len(available):
+        return len(available)
+    if not 1 <= count < len(available):
+        raise ValueError(f"cpus={count}: this process may use {len(available)} CPUs")
+    from jax._src import xla_bridge  # no public way to ask whether the backend has started
+
+    if xla_bridge.backends_are_initialized():
+        raise RuntimeError(
+            f"cpus={count} must be set before JAX starts its backend (it sizes its thread "
+            "pool then); run it in a fresh process, e.g. scripts/benchmark.py --cpus"
+        )
+    os.sched_setaffinity(0, available[:count])
+    return count
+
+
 def cpu_model() -> str:
     """The host CPU's model name, with its family and model numbers (a virtual machine's name
     can be as vague as "Intel(R) Xeon(R) Processor"; the 2-core machine has been an AMD EPYC
@@ -70,7 +92,7 @@ def environment() -> dict:
     """Where and under what load a record was measured."""
     devices = jax.devices()
     return dict(
-        host=f"{os.cpu_count()} cpu",
+        host=f"{len(os.sched_getaffinity(0))} cpu",  # the CPUs this process may use
         cpu=cpu_model(),
         loadavg=[round(x, 2) for x in os.getloadavg()],
         backend=jax.default_backend(),

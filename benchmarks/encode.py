@@ -21,6 +21,7 @@ from benchmarks.common import (
     require_peer,
     sentence_encoder,
     split_list,
+    use_cpus,
 )
 from benchmarks.profiles import fusion_kinds, profile_summary
 from jaxbert import evaluate
@@ -175,6 +176,7 @@ def bench_encode(
     quantize="",
     quality="",
     profile="",
+    cpus=0,
     seed=0,
 ) -> Iterator[dict]:
     """`SentenceModel.encode` sentences/s at `batch_size` (best of `rounds`) and single-sentence
@@ -187,11 +189,13 @@ def bench_encode(
     `encode` of the same weights, and ONNX Runtime float32 and int8 (benchmarks/onnx_peer.py).
     `quality` (an STS set, e.g. stsb_dev) adds each side's Spearman x 100 on it. `profile` (a
     directory): our sides' single-query encoder traced there and summarised by kind of op
-    (`single_query_profile`), on the sentence of median length.
+    (`single_query_profile`), on the sentence of median length. `cpus`: every side on that
+    many cores, its thread pool sized to match (0: all; before JAX starts, `common.use_cpus`).
     """
     peers = _peer_list(peer)
     if "onnx" in peers:
         require_peer(ONNX_PEER_MODULES, "encode --peer onnx")
+    threads = use_cpus(cpus) if cpus else 0  # 0: each peer's default
     ours = serving_model(model, vocab, max_len, seed)
     dataset = nli.read_pairs(nli.resolve(data, root=data_root or None))
     sentences = dataset.sentence1[:num_sentences]
@@ -211,10 +215,16 @@ def bench_encode(
             export_for_peer(ours.module, ours.params, ours.tokenizer, ours.max_len, folder)
         if "st" in peers:
             sides[ST] = peer_st_model(folder)[0].encode
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
         if "onnx" in peers:
             from benchmarks import onnx_peer
 
-            sides.update(onnx_peer.onnx_encoders(ours, folder, os.path.join(directory, "onnx")))
+            sides.update(
+                onnx_peer.onnx_encoders(ours, folder, os.path.join(directory, "onnx"), threads)
+            )
         # Warm-up: compiles every (rows, length) shape of the set.
         warm = {name: np.asarray(e(sentences, batch_size=batch_size)) for name, e in sides.items()}
         rates = {name: [] for name in sides}

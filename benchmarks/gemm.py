@@ -3,6 +3,7 @@ Runtime's (MLAS), on the same weights and inputs: is a one-sentence query slower
 the kernels, or because of what surrounds them?
 
     python scripts/benchmark.py gemm --tokens 8,16,32 --peer onnx     # onnx: the `peers` extra
+    python scripts/benchmark.py gemm --tokens 8,16,32 --peer onnx --cpus 1   # both on one core
 
 A call runs a chain of matmuls, each on the one before's output and with its own weights, as
 the encoder does: `layers` hidden -> hidden ones (query, key, value, attention output) or
@@ -15,6 +16,9 @@ ONNX graph of the same chain. Weights are random (what a kernel costs does not d
             call, the same int8 weights and scales: what `quantize_dynamic` gives).
   bfloat16  ours only (ONNX Runtime has no bfloat16 MatMul on CPU).
 An empty call (x + 1) gives each runtime's fixed cost per call, which the chain's time includes.
+`cpus` runs the process on that many cores, XLA:CPU's thread pool and ONNX Runtime's intra-op
+threads sized to match: their kernels on one core, apart from how each spreads a matmul of a
+few rows over several.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.common import SETTLE_S, require_peer, split_list
+from benchmarks.common import SETTLE_S, require_peer, split_list, use_cpus
 from jaxbert import quantize
 
 MODES = ("float32", "int8", "bfloat16")
@@ -63,9 +67,10 @@ def _ours(mode: str, weights: list[np.ndarray]):
     return jax.jit(program), params
 
 
-def _onnx_session(mode: str, weights: list[np.ndarray], x: np.ndarray):
-    """The same chain as an ONNX Runtime session for inputs shaped like `x`; no weights: an
-    empty call (x + 1)."""
+def _onnx_session(mode: str, weights: list[np.ndarray], x: np.ndarray, threads: int = 0):
+    """The same chain as an ONNX Runtime session for inputs shaped like `x`, on `threads`
+    intra-op threads (0: ONNX Runtime's default, one per physical core); no weights: an empty
+    call (x + 1)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -108,6 +113,7 @@ def _onnx_session(mode: str, weights: list[np.ndarray], x: np.ndarray):
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
     return ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -143,11 +149,13 @@ def bench_gemm(
     peer="",
     rounds=5,
     repeats=40,
+    cpus=0,
     seed=0,
 ) -> Iterator[dict]:
     """Per chain, token count and mode: microseconds per matrix multiply (a call's time over
     its matmuls) and GFLOP/s, ours and (peer="onnx") ONNX Runtime's, with the output's largest
-    difference from float64 relative to its largest value; and each runtime's empty call."""
+    difference from float64 relative to its largest value; and each runtime's empty call.
+    `cpus`: run on that many cores (0: all; before JAX starts, see `common.use_cpus`)."""
     modes = split_list(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -156,13 +164,14 @@ def bench_gemm(
         raise ValueError(f"unknown peer {peer!r}; the only one is onnx")
     if peer:
         require_peer(("onnx", "onnxruntime"), "gemm --peer onnx")
+    threads = use_cpus(cpus) if cpus else 0  # 0: ONNX Runtime's default
     rng = np.random.default_rng(seed)
     for count in [int(t) for t in split_list(tokens)]:
         x = rng.standard_normal((count, hidden)).astype(np.float32)
         empty = jax.jit(lambda x: x + 1)
         calls = {"jaxbert": lambda p=empty, x=x: jax.block_until_ready(p(x))}
         if peer:
-            session = _onnx_session("float32", [], x)
+            session = _onnx_session("float32", [], x, threads)
             calls["onnxruntime"] = lambda s=session, x=x: s.run(None, {"x": x})
         for impl, us in _best_round_us(calls, rounds, repeats).items():
             yield dict(bench="gemm", impl=impl, chain="empty call", tokens=count, us=round(us, 1))
@@ -177,7 +186,7 @@ def bench_gemm(
                     p(x, a)
                 )
                 if peer and mode in ("float32", "int8"):
-                    session = _onnx_session(mode, weights, x)
+                    session = _onnx_session(mode, weights, x, threads)
                     outputs[f"onnxruntime/{mode}"] = session.run(None, {"x": x})[0]
                     calls[f"onnxruntime/{mode}"] = lambda s=session, x=x: s.run(None, {"x": x})
             exact = x.astype(np.float64)

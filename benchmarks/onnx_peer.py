@@ -113,9 +113,10 @@ class OnnxEncoder:
         return out
 
 
-def onnx_encoders(model, folder: str, out_dir: str) -> dict:
+def onnx_encoders(model, folder: str, out_dir: str, threads: int = 0) -> dict:
     """{"onnxruntime-fp32": encode, "onnxruntime-int8": encode} for the SentenceModel `model`,
-    whose weights are the Hugging Face folder `folder`."""
+    whose weights are the Hugging Face folder `folder`, on `threads` intra-op threads (0: one
+    per physical core)."""
     fp32, int8 = export_onnx(folder, out_dir, pooling=model.pooling, normalize=model.normalize)
 
     def tokenize(texts):
@@ -123,6 +124,6 @@ def onnx_encoders(model, folder: str, out_dir: str) -> dict:
 
     pad = model.tokenizer.pad_id
     return {
-        "onnxruntime-fp32": OnnxEncoder(fp32, tokenize, pad).encode,
-        "onnxruntime-int8": OnnxEncoder(int8, tokenize, pad).encode,
+        "onnxruntime-fp32": OnnxEncoder(fp32, tokenize, pad, threads).encode,
+        "onnxruntime-int8": OnnxEncoder(int8, tokenize, pad, threads).encode,
     }

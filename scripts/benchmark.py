@@ -11,7 +11,7 @@
     python scripts/benchmark.py encode --model hf:DIR --peer
     python scripts/benchmark.py encode --model hf:DIR --data stsb_dev --quality stsb_dev \
         --quantize int8,bfloat16 --peer st,onnx       # onnx: pip install -e .[peers]
-    python scripts/benchmark.py gemm --tokens 8,16,32 --peer onnx
+    python scripts/benchmark.py gemm --tokens 8,16,32 --peer onnx [--cpus 1]
     python scripts/benchmark.py report device_out/*.jsonl
     python scripts/benchmark.py hlo --size base --target h200   # needs jax[cuda13], no GPU
 
@@ -99,14 +99,14 @@ def run_encode(a):
         model=a.model, vocab=a.vocab, data=a.data, data_root=a.data_root,
         num_sentences=a.num_sentences, batch_size=a.batch, queries=a.queries, rounds=a.rounds,
         max_len=a.max_len, peer=a.peer, quantize=a.quantize, quality=a.quality,
-        profile=a.profile, seed=a.seed,
+        profile=a.profile, cpus=a.cpus, seed=a.seed,
     )  # fmt: skip
 
 
 def run_gemm(a):
     return gemm.bench_gemm(
         hidden=a.hidden, intermediate=a.intermediate, tokens=a.tokens, layers=a.layers,
-        modes=a.modes, peer=a.peer, rounds=a.rounds, repeats=a.repeats, seed=a.seed,
+        modes=a.modes, peer=a.peer, rounds=a.rounds, repeats=a.repeats, cpus=a.cpus, seed=a.seed,
     )  # fmt: skip
 
 
@@ -221,6 +221,9 @@ def main(argv=None) -> None:
     p.add_argument("--quality", default="", help="an STS set (stsb_dev): Spearman for every row")
     p.add_argument("--xla-options", default="", help="JSON: XLA:CPU options of our executables")
     p.add_argument("--profile", default="", help="trace our one-sentence encoder here, by op")
+    p.add_argument(
+        "--cpus", type=int, default=0, help="run on this many cores, threads to match (0: all)"
+    )
 
     p = command("gemm", run_gemm, "one dense layer's matmul at a query's token count, vs ORT")
     p.add_argument("--hidden", type=int, default=384, help="all-MiniLM-L6-v2's")
@@ -231,6 +234,9 @@ def main(argv=None) -> None:
     p.add_argument("--peer", default="", help="onnx: ONNX Runtime's MatMul / int8 beside ours")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=40, help="timed calls per round")
+    p.add_argument(
+        "--cpus", type=int, default=0, help="run on this many cores, threads to match (0: all)"
+    )
 
     p = command("make-pairs", run_make_pairs, "write N NLI pairs (a dataset repeated) to a csv")
     p.add_argument("--source", default="snli_train_subset")

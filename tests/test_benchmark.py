@@ -6,7 +6,9 @@ These check the plumbing (flags, records, peers in the same process), not the sp
 import gzip
 import importlib.util
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -352,6 +354,49 @@ def test_require_peer_names_what_is_missing():
     common.require_peer(("numpy",), "anything")  # installed: no error
     with pytest.raises(ModuleNotFoundError, match="x needs no_such_module_xyz, not installed"):
         common.require_peer(("numpy", "no_such_module_xyz"), "x")
+
+
+def test_use_cpus_refuses_what_it_cannot_do():
+    import jax
+
+    available = len(os.sched_getaffinity(0))
+    assert common.use_cpus(0) == common.use_cpus(available) == available  # all: nothing to do
+    for count in (-1, available + 1):
+        with pytest.raises(ValueError, match=f"this process may use {available} CPUs"):
+            common.use_cpus(count)
+    jax.devices()  # JAX has started: its thread pool already has one thread per CPU
+    if available > 1:
+        with pytest.raises(RuntimeError, match="before JAX starts its backend"):
+            common.use_cpus(1)
+    assert len(os.sched_getaffinity(0)) == available  # nothing changed
+
+
+def _fresh_process(*argv) -> list[dict]:
+    """scripts/benchmark.py in its own process (what JAX's backend starts with matters)."""
+    command = [sys.executable, ROOT / "scripts/benchmark.py", *map(str, argv)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs a second CPU to leave out")
+def test_gemm_and_encode_on_one_core(files):
+    """--cpus 1: every record says it ran on one CPU (the peers, where installed, on one
+    thread)."""
+    onnx = all(importlib.util.find_spec(m) for m in ("onnx", "onnxruntime"))
+    records = _fresh_process(
+        "gemm", "--cpus", 1, "--hidden", 32, "--intermediate", 64, "--tokens", 4, "--layers", 1,
+        "--modes", "float32", "--rounds", 1, "--repeats", 2, *(["--peer", "onnx"] if onnx else []),
+    )  # fmt: skip
+    impls = {"jaxbert", "onnxruntime"} if onnx else {"jaxbert"}
+    assert {r["impl"] for r in records} == impls and len(records) == 3 * len(impls)
+    assert {r["host"] for r in records} == {"1 cpu"}
+    records = _fresh_process(
+        "encode", "--cpus", 1, "--model", "random:tiny", "--vocab", files / "vocab.txt",
+        "--data", files / "nli.csv", "--num-sentences", 8, "--batch", 4, "--queries", 2,
+        "--rounds", 1, "--max-len", 32, *(["--peer"] if has_peer() else []),
+    )  # fmt: skip
+    assert ("encode", "jaxbert", 1) in [(r["bench"], r["impl"], r["batch"]) for r in records]
+    assert {r["host"] for r in records} == {"1 cpu"}
 
 
 def test_encode_rejects_an_unknown_peer(capsys, files):
