@@ -66,21 +66,26 @@ def _serving(records: list[dict]) -> list[str]:
     encode = [r for r in records if r.get("bench") == "encode"]
     gemm = [r for r in records if r.get("bench") == "gemm"]
     lines = _table(
-        ["impl", "batch", "sentences/s", "p50 ms", "p95 ms", "STS"],
+        ["cpus", "impl", "batch", "sentences/s", "p50 ms", "p95 ms", "STS"],
         [
-            [r["impl"], r["batch"], f"{r['sentences_per_s']:,.0f}", r.get("latency_ms_p50", ""),
-             r.get("latency_ms_p95", ""), r.get("sts_spearman", "")]
+            [_cpus(r), r["impl"], r["batch"], f"{r['sentences_per_s']:,.0f}",
+             r.get("latency_ms_p50", ""), r.get("latency_ms_p95", ""), r.get("sts_spearman", "")]
             for r in encode
         ],
     )  # fmt: skip
     return lines + _table(
-        ["tokens", "chain", "impl", "mode", "us per matmul (per call)", "GFLOP/s"],
+        ["cpus", "tokens", "chain", "impl", "mode", "us per matmul (per call)", "GFLOP/s"],
         [
-            [r["tokens"], r["chain"], r["impl"], r.get("mode", ""),
+            [_cpus(r), r["tokens"], r["chain"], r["impl"], r.get("mode", ""),
              r.get("us_per_matmul", r.get("us")), r.get("gflops", "")]
             for r in gemm
         ],
     )  # fmt: skip
+
+
+def _cpus(record: dict) -> str:
+    """The cores a record's process ran on ("2 cpu" -> "2"): `--cpus` runs differ by it."""
+    return record.get("host", "").split(" ")[0]
 
 
 def _table(columns: list[str], rows: list[list]) -> list[str]:

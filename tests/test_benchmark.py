@@ -241,20 +241,20 @@ def test_report_puts_ours_beside_the_peers():
 def test_report_renders_the_serving_records():
     records = [
         dict(bench="encode", impl="jaxbert-int8", batch=1, sentences_per_s=591.6,
-             latency_ms_p50=1.57, latency_ms_p95=2.62, sts_spearman=86.57),
+             latency_ms_p50=1.57, latency_ms_p95=2.62, sts_spearman=86.57, host="1 cpu"),
         dict(bench="encode", impl="onnxruntime-fp32", batch=64, sentences_per_s=1633.4),
         dict(bench="gemm", impl="onnxruntime", chain="empty call", tokens=8, us=4.7),
         dict(bench="gemm", impl="jaxbert", mode="int8", chain="feed-forward", tokens=16,
-             us_per_matmul=47.7, gflops=395.8),
+             us_per_matmul=47.7, gflops=395.8, host="2 cpu"),
         dict(bench="encode-profile", impl="jaxbert", tokens=10, length=10,
              kernel_ms_per_step=2.13, by_kind={"matmul": dict(ms=1.76, share=0.82)},
              top=[dict(name="ynn_fusion.27", kind="matmul", ms=0.1, share=0.05)]),
     ]  # fmt: skip
     text = report.report(records)
-    assert "| jaxbert-int8 | 1 | 592 | 1.57 | 2.62 | 86.57 |" in text
-    assert "| onnxruntime-fp32 | 64 | 1,633 |  |  |  |" in text
-    assert "| 8 | empty call | onnxruntime |  | 4.7 |  |" in text
-    assert "| 16 | feed-forward | jaxbert | int8 | 47.7 | 395.8 |" in text
+    assert "| 1 | jaxbert-int8 | 1 | 592 | 1.57 | 2.62 | 86.57 |" in text
+    assert "|  | onnxruntime-fp32 | 64 | 1,633 |  |  |  |" in text  # a record without a host
+    assert "|  | 8 | empty call | onnxruntime |  | 4.7 |  |" in text
+    assert "| 2 | 16 | feed-forward | jaxbert | int8 | 47.7 | 395.8 |" in text
     assert "profile jaxbert one sentence (10 tokens, bucket 10): 2.13 ms" in text
     assert "(matmul 1.76 ms)" in text and "ynn_fusion.27" in text
 
