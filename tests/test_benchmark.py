@@ -106,6 +106,9 @@ def test_pretrain(capsys, tmp_path):
     summary = record["profile_summary"]  # on CPU: the XLA thunks of the 3 traced steps
     assert summary["kernel_ms_per_step"] > 0 and summary["top"]
     assert sum(k["share"] for k in summary["by_kind"].values()) == pytest.approx(1, abs=0.01)
+    # The step's matmuls are found among XLA:CPU's thunks (ynn_fusion.N) by their HLO; by
+    # their names they would all be elementwise fusions, the heads' batched ones included.
+    assert summary["by_kind"]["matmul"]["ms"] > 0 and summary["by_kind"]["attention"]["ms"] > 0
 
 
 def _trace(path, kernels, host_spans=()):
