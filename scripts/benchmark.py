@@ -142,6 +142,11 @@ def main(argv=None) -> None:
         p.set_defaults(run=run)
         return p
 
+    def add_cpus(p):  # every side on N cores, threads to match (benchmarks/common.py:use_cpus)
+        p.add_argument(
+            "--cpus", type=int, default=0, help="run on this many cores, threads to match (0: all)"
+        )
+
     p = command("pretrain", run_pretrain, "MLM+NSP train-step throughput, FLOPs, MFU, memory")
     p.add_argument("--size", default="mini", help="named size(s), comma-separated")
     p.add_argument("--batch", type=int, default=32)
@@ -221,9 +226,7 @@ def main(argv=None) -> None:
     p.add_argument("--quality", default="", help="an STS set (stsb_dev): Spearman for every row")
     p.add_argument("--xla-options", default="", help="JSON: XLA:CPU options of our executables")
     p.add_argument("--profile", default="", help="trace our one-sentence encoder here, by op")
-    p.add_argument(
-        "--cpus", type=int, default=0, help="run on this many cores, threads to match (0: all)"
-    )
+    add_cpus(p)
 
     p = command("gemm", run_gemm, "one dense layer's matmul at a query's token count, vs ORT")
     p.add_argument("--hidden", type=int, default=384, help="all-MiniLM-L6-v2's")
@@ -234,9 +237,7 @@ def main(argv=None) -> None:
     p.add_argument("--peer", default="", help="onnx: ONNX Runtime's MatMul / int8 beside ours")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--repeats", type=int, default=40, help="timed calls per round")
-    p.add_argument(
-        "--cpus", type=int, default=0, help="run on this many cores, threads to match (0: all)"
-    )
+    add_cpus(p)
 
     p = command("make-pairs", run_make_pairs, "write N NLI pairs (a dataset repeated) to a csv")
     p.add_argument("--source", default="snli_train_subset")
