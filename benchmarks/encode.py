@@ -187,6 +187,8 @@ def bench_encode(
     with ours: our float32 model; `quantize` ("int8,bfloat16"): the same model quantised
     (`SentenceModel(quantize=...)`); `peer` ("st", "onnx" or both): sentence-transformers'
     `encode` of the same weights, and ONNX Runtime float32 and int8 (benchmarks/onnx_peer.py).
+    `encode-pair` records: the latency of a pair of sentences (`pairs` of `data`) embedded in
+    one call, every side, and ours also as two one-sentence calls (how pairs ran before).
     `quality` (an STS set, e.g. stsb_dev) adds each side's Spearman x 100 on it. `profile` (a
     directory): our sides' single-query encoder traced there and summarised by kind of op
     (`single_query_profile`), on the sentence of median length. `cpus`: every side on that
@@ -239,6 +241,14 @@ def bench_encode(
             premises,
         )
         single = {name: latency_summary(seconds) for name, seconds in single.items()}
+        # A pair query (what classify, similarity and the app run): both sentences in one
+        # call on every side; ours also the way it ran before, two one-sentence calls.
+        pair_sides = {
+            name: lambda p, e=encode: e(list(p), batch_size=2) for name, encode in sides.items()
+        }
+        for name, model_ in [("jaxbert", ours), *quantized_models.items()]:
+            pair_sides[f"{name} (two calls)"] = lambda p, m=model_: [m.encode([s], 1) for s in p]
+        pair = _interleaved_latencies(pair_sides, pairs)
         scores = {}
         if quality:
             sts = nli.read_pairs(nli.resolve(quality, root=data_root or None))
@@ -267,6 +277,10 @@ def bench_encode(
             one["ratio"] = round(single[name]["per_s"] / single[ST]["per_s"], 2)
         yield many
         yield one
+    for name, seconds in pair.items():
+        record = dict(bench="encode-pair", impl=name, **info, batch=2, queries=len(pairs))
+        summary = latency_summary(seconds)
+        yield dict(record, **summary, pairs_per_s=summary.pop("per_s"))
     for name, model_ in [("jaxbert", ours), *quantized_models.items()]:
         record = dict(bench="encode-breakdown", impl=name, **info, batch=1, queries=len(premises))
         yield dict(record, **single_query_breakdown(model_, premises))

@@ -7,8 +7,8 @@ def report(records: list[dict]) -> str:
     """Markdown tables from benchmark JSON lines, ours and the peers' (../shared/bench) mixed:
     pretraining seq/s and MFU with the ratio to the torch.compile peer of the same size, SBERT
     fine-tuning pairs/s against sentence-transformers, serving (`encode`: every side's
-    sentences/s, one-sentence latency and STS score; `gemm`: microseconds per matmul), and each
-    profile's kinds of work."""
+    sentences/s, one-sentence latency and STS score; `encode-pair`: a pair's latency; `gemm`:
+    microseconds per matmul), and each profile's kinds of work."""
     lines = []
     pretrain = [r for r in records if r.get("bench") == "pretrain" or "peer" in r and "mfu" in r]
     compiled = {
@@ -73,6 +73,14 @@ def _serving(records: list[dict]) -> list[str]:
             for r in encode
         ],
     )  # fmt: skip
+    lines += _table(
+        ["cpus", "impl", "pair p50 ms", "p95 ms", "pairs/s"],
+        [
+            [_cpus(r), r["impl"], r["latency_ms_p50"], r["latency_ms_p95"], r["pairs_per_s"]]
+            for r in records
+            if r.get("bench") == "encode-pair"
+        ],
+    )
     return lines + _table(
         ["cpus", "tokens", "chain", "impl", "mode", "us per matmul (per call)", "GFLOP/s"],
         [

@@ -89,6 +89,12 @@ COMPILER_OPTIONS: dict[str, object] = {}
 # Batches of at least this many rows are padded to the fine length buckets.
 FINE_BUCKET_ROWS = 16
 
+# Two texts (a pair query) run as one [2, length] call unless the shorter one would be padded by
+# more than this many tokens beyond its own bucket: then two one-row calls cost less. A call's
+# fixed cost is worth about 11 (int8) to 22 (float32) tokens of rows on the 2-core machine
+# (README "Performance" / "CPU", "A pair in one call").
+PAIR_PADDING_TOKENS = 8
+
 
 def _length_buckets(max_len: int, fine: bool = False) -> tuple[int, ...]:
     """Sequence lengths the encoder compiles for, then `max_len`: powers of two from 8, or
@@ -96,9 +102,9 @@ def _length_buckets(max_len: int, fine: bool = False) -> tuple[int, ...]:
 
     A batch of many rows pays for its padding in proportion, so big batches use the fine
     lengths (on SNLI sentences at batch 64, 25-35 % fewer padded tokens than powers of two:
-    ~1.2x sentences/s). So does a single query, whose time is mostly the dense layers' work
-    on its tokens (README "Performance" / "CPU"); the app compiles its lengths up to 64 tokens
-    at start. Batches of 2 to 15 rows use the coarse lengths: fewer compiled shapes.
+    ~1.2x sentences/s). So do a single query and a pair, whose time is mostly the dense layers'
+    work on their tokens (README "Performance" / "CPU"); the app compiles their lengths up to 64
+    tokens at start. Batches of 3 to 15 rows use the coarse lengths: fewer compiled shapes.
     """
     factors = (4, 5, 6, 7) if fine else (4,)
     lengths = sorted({m << k for k in range(1, 10) for m in factors})
@@ -250,7 +256,7 @@ class SentenceModel:
         return ids, truncated
 
     def _bucket(self, length: int, rows: int = 1) -> int:
-        fine = rows == 1 or rows >= FINE_BUCKET_ROWS
+        fine = rows <= 2 or rows >= FINE_BUCKET_ROWS
         buckets = self.fine_buckets if fine else self.coarse_buckets
         for bucket in buckets:
             if length <= bucket:
@@ -268,6 +274,11 @@ class SentenceModel:
         order = np.argsort(lengths, kind="stable")
         if len(ids) == 1:  # a single query: no sorting or batching to do
             return np.asarray(self._embed_padded(*self._padded(ids, lengths, order, 1)))
+        if len(ids) == 2 and batch_size >= 2:  # a pair query: one call, unless that pads a lot
+            buckets = [self._bucket(int(n), rows=2) for n in lengths]
+            if 2 * max(buckets) - sum(buckets) > PAIR_PADDING_TOKENS:
+                return np.concatenate([self._embed_ids([x], 1) for x in ids])
+            return np.asarray(self._embed_padded(*self._padded(ids, lengths, np.arange(2), 2)))
         first = len(order) % batch_size or batch_size
         ends = range(first, len(order) + 1, batch_size) if len(order) else ()
         pending, start = [], 0
@@ -312,13 +323,22 @@ class SentenceModel:
         vectors = self._embed_ids(ids, max(1, int(batch_size)))
         return vectors[0] if single else vectors
 
+    def pair_embeddings(
+        self, first: Sequence[str], second: Sequence[str], batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings of paired texts, u [n, hidden] and v [n, hidden]. Both sides are encoded
+        together, so one pair is one encoder call (two texts far apart in length: two calls)
+        and many pairs share length-sorted batches."""
+        first, second = list(first), list(second)
+        if len(first) != len(second):
+            raise ValueError(f"got {len(first)} first and {len(second)} second texts")
+        vectors = self.encode(first + second, batch_size)
+        return vectors[: len(first)], vectors[len(first) :]
+
     def similarity(self, a: str | Sequence[str], b: str | Sequence[str]) -> float | np.ndarray:
         """Cosine similarity of a and b (row by row for lists)."""
         single = _pairing(a, b, "first texts", "second texts")
-        u = np.atleast_2d(self.encode(a))
-        v = np.atleast_2d(self.encode(b))
-        if u.shape[0] != v.shape[0]:
-            raise ValueError(f"got {u.shape[0]} first and {v.shape[0]} second texts")
+        u, v = self.pair_embeddings([a] if single else a, [b] if single else b)
         scores = _cosine(u, v)
         return float(scores[0]) if single else scores
 
@@ -335,8 +355,7 @@ class SentenceModel:
             raise TypeError("predict_proba takes lists of premises and hypotheses; use classify")
         if len(premises) != len(hypotheses):
             raise ValueError(f"got {len(premises)} premises and {len(hypotheses)} hypotheses")
-        u = self.encode(list(premises), batch_size)
-        v = self.encode(list(hypotheses), batch_size)
+        u, v = self.pair_embeddings(premises, hypotheses, batch_size)
         return self.probabilities_from_embeddings(u, v, batch_size)
 
     def probabilities_from_embeddings(

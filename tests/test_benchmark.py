@@ -246,6 +246,8 @@ def test_report_renders_the_serving_records():
         dict(bench="encode", impl="jaxbert-int8", batch=1, sentences_per_s=591.6,
              latency_ms_p50=1.57, latency_ms_p95=2.62, sts_spearman=86.57, host="1 cpu"),
         dict(bench="encode", impl="onnxruntime-fp32", batch=64, sentences_per_s=1633.4),
+        dict(bench="encode-pair", impl="jaxbert (two calls)", batch=2, latency_ms_p50=8.67,
+             latency_ms_p95=11.2, pairs_per_s=112.0, host="2 cpu"),
         dict(bench="gemm", impl="onnxruntime", chain="empty call", tokens=8, us=4.7),
         dict(bench="gemm", impl="jaxbert", mode="int8", chain="feed-forward", tokens=16,
              us_per_matmul=47.7, gflops=395.8, host="2 cpu"),
@@ -256,6 +258,7 @@ def test_report_renders_the_serving_records():
     text = report.report(records)
     assert "| 1 | jaxbert-int8 | 1 | 592 | 1.57 | 2.62 | 86.57 |" in text
     assert "|  | onnxruntime-fp32 | 64 | 1,633 |  |  |  |" in text  # a record without a host
+    assert "| 2 | jaxbert (two calls) | 8.67 | 11.2 | 112.0 |" in text
     assert "|  | 8 | empty call | onnxruntime |  | 4.7 |  |" in text
     assert "| 2 | 16 | feed-forward | jaxbert | int8 | 47.7 | 395.8 |" in text
     assert "profile jaxbert one sentence (10 tokens, bucket 10): 2.13 ms" in text
@@ -307,8 +310,12 @@ def test_encode_with_peer(capsys, files, tmp_path):
     # The dense layers' and attention's matmuls are found among the thunks by their HLO.
     assert profile["by_kind"]["matmul"]["ms"] > 0 and profile["by_kind"]["attention"]["ms"] > 0
     assert records[1]["latency_ms_p50"] <= records[1]["latency_ms_p95"]
+    pairs = {r["impl"]: r for r in records if r["bench"] == "encode-pair"}
+    assert {"jaxbert", "jaxbert (two calls)"} <= set(pairs)
+    assert all(r["queries"] == 3 and 0 < r["latency_ms_p50"] for r in pairs.values())
     if peer:
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
+        assert "sentence-transformers" in pairs
 
 
 ONNX_PEER = common.ONNX_PEER_MODULES

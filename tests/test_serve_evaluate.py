@@ -189,6 +189,49 @@ def test_fast_path_equals_the_flax_encoder(model):
     np.testing.assert_allclose(model.encode(many, batch_size=16), expected, atol=1e-5, rtol=0)
 
 
+def _encoder_calls(model, monkeypatch) -> list[tuple[int, int]]:
+    """The [rows, length] of every compiled-encoder call `model` makes from now on."""
+    calls, embed = [], model._embed_padded
+
+    def spy(input_ids, mask):
+        calls.append(input_ids.shape)
+        return embed(input_ids, mask)
+
+    monkeypatch.setattr(model, "_embed_padded", spy)
+    return calls
+
+
+def test_a_pair_is_one_encoder_call_unless_far_apart_in_length(model, monkeypatch):
+    from jaxbert import app_support, serve
+
+    ids, _ = model.tokenize(SENTENCES)
+    short, long_ = SENTENCES[2], SENTENCES[1]  # 8- and 16-token buckets: 8 tokens of padding
+    assert [model._bucket(len(ids[i]), rows=2) for i in (2, 1)] == [8, 16]
+    assert model._bucket(9, rows=2) == 10 and model._bucket(9, rows=3) == 16  # pairs: fine
+    reference = _reference_embeddings(model, [short, long_])
+    calls = _encoder_calls(model, monkeypatch)
+    u, v = model.pair_embeddings([short], [long_])
+    assert calls == [(2, 16)]  # one call
+    np.testing.assert_allclose(np.concatenate([u, v]), reference, atol=1e-5, rtol=0)
+    # The app's answer: the same one call feeds the classifier and the cosine.
+    calls.clear()
+    answer = app_support.predict_pair(model, short, long_)
+    assert calls == [(2, 16)]
+    assert answer["probabilities"] == pytest.approx(model.classify(short, long_), abs=1e-6)
+    assert answer["similarity"] == pytest.approx(model.similarity(short, long_), abs=1e-6)
+    # Padding the shorter text by more than PAIR_PADDING_TOKENS: two one-row calls instead.
+    monkeypatch.setattr(serve, "PAIR_PADDING_TOKENS", 7)
+    calls.clear()
+    u, v = model.pair_embeddings([short], [long_])
+    assert sorted(calls) == [(1, 8), (1, 16)]
+    np.testing.assert_allclose(np.concatenate([u, v]), reference, atol=1e-5, rtol=0)
+    calls.clear()
+    model.encode([short, long_], batch_size=1)  # the caller's batch size still holds
+    assert sorted(calls) == [(1, 8), (1, 16)]
+    with pytest.raises(ValueError, match="got 1 first and 2 second texts"):
+        model.pair_embeddings([short], [long_, short])
+
+
 def test_fast_path_reuses_one_executable_per_shape(model):
     from jaxbert import serve
 
