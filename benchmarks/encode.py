@@ -98,6 +98,37 @@ def single_query_breakdown(model: SentenceModel, sentences) -> dict:
     return {f"{name}_ms": round(1e3 * float(np.median(s)), 3) for name, s in stages.items()}
 
 
+def call_cost(model: SentenceModel, lengths=(8, 16, 32, 64), calls: int = 50) -> dict:
+    """What one compiled-encoder call costs at 1 and 2 rows: median ms at each length (the
+    executable alone, awaited) and, per row count, a least-squares line ms = fixed + per_token
+    x rows x length. `pair_break_even_tokens`: how many tokens of padding one [2, length] call
+    may add before two one-row calls cost less (2 x fixed_1 - fixed_2) / per_token_2, what
+    `serve.PAIR_PADDING_TOKENS` stands for."""
+    lengths = [n for n in lengths if n <= model.max_len]
+    record = {}
+    for rows in (1, 2):
+        ms = []
+        for length in lengths:
+            executable = model.compiled_encoder(rows, length)
+            ids = np.full((rows, length), model.tokenizer.cls_id, np.int32)
+            mask = np.ones((rows, length), np.int32)
+            for _ in range(5):
+                executable(model.encoder_params, ids, mask).block_until_ready()
+            seconds = []
+            for _ in range(calls):
+                start = time.perf_counter()
+                executable(model.encoder_params, ids, mask).block_until_ready()
+                seconds.append(time.perf_counter() - start)
+            ms.append(1e3 * float(np.median(seconds)))
+        per_token, fixed = np.polyfit(rows * np.asarray(lengths, float), ms, 1)
+        record[f"ms_{rows}_rows"] = dict(zip(map(str, lengths), np.round(ms, 3).tolist()))
+        record[f"fixed_ms_{rows}_rows"] = round(float(fixed), 3)
+        record[f"per_token_ms_{rows}_rows"] = round(float(per_token), 4)
+    saving = 2 * record["fixed_ms_1_rows"] - record["fixed_ms_2_rows"]
+    record["pair_break_even_tokens"] = round(saving / record["per_token_ms_2_rows"], 1)
+    return record
+
+
 def single_query_profile(model: SentenceModel, text: str, trace_dir: str, calls: int = 100):
     """Where the compiled encoder's time goes on one sentence (`text`, padded to the length
     bucket a single query uses): a jax.profiler trace of `calls` calls, in ms per call by
@@ -284,6 +315,7 @@ def bench_encode(
     for name, model_ in [("jaxbert", ours), *quantized_models.items()]:
         record = dict(bench="encode-breakdown", impl=name, **info, batch=1, queries=len(premises))
         yield dict(record, **single_query_breakdown(model_, premises))
+        yield dict(bench="encode-call-cost", impl=name, **info, **call_cost(model_))
     if profile:
         by_length = sorted(premises, key=lambda text: len(ours.tokenize([text])[0]))
         median = by_length[len(by_length) // 2]

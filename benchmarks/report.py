@@ -7,7 +7,8 @@ def report(records: list[dict]) -> str:
     """Markdown tables from benchmark JSON lines, ours and the peers' (../shared/bench) mixed:
     pretraining seq/s and MFU with the ratio to the torch.compile peer of the same size, SBERT
     fine-tuning pairs/s against sentence-transformers, serving (`encode`: every side's
-    sentences/s, one-sentence latency and STS score; `encode-pair`: a pair's latency; `gemm`:
+    sentences/s, one-sentence latency and STS score; `encode-pair`: a pair's latency;
+    `encode-call-cost`: a call's fixed and per-token cost; `gemm`:
     microseconds per matmul), and each profile's kinds of work."""
     lines = []
     pretrain = [r for r in records if r.get("bench") == "pretrain" or "peer" in r and "mfu" in r]
@@ -81,6 +82,16 @@ def _serving(records: list[dict]) -> list[str]:
             if r.get("bench") == "encode-pair"
         ],
     )
+    lines += _table(
+        ["cpus", "impl", "call, 1 row: fixed ms", "+ ms per token", "2 rows: fixed ms",
+         "+ ms per token-row", "pair break-even padding (tokens)"],
+        [
+            [_cpus(r), r["impl"], r["fixed_ms_1_rows"], r["per_token_ms_1_rows"],
+             r["fixed_ms_2_rows"], r["per_token_ms_2_rows"], r["pair_break_even_tokens"]]
+            for r in records
+            if r.get("bench") == "encode-call-cost"
+        ],
+    )  # fmt: skip
     return lines + _table(
         ["cpus", "tokens", "chain", "impl", "mode", "us per matmul (per call)", "GFLOP/s"],
         [

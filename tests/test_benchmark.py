@@ -248,6 +248,9 @@ def test_report_renders_the_serving_records():
         dict(bench="encode", impl="onnxruntime-fp32", batch=64, sentences_per_s=1633.4),
         dict(bench="encode-pair", impl="jaxbert (two calls)", batch=2, latency_ms_p50=8.67,
              latency_ms_p95=11.2, pairs_per_s=112.0, host="2 cpu"),
+        dict(bench="encode-call-cost", impl="jaxbert", fixed_ms_1_rows=2.7,
+             per_token_ms_1_rows=0.13, fixed_ms_2_rows=2.4, per_token_ms_2_rows=0.125,
+             pair_break_even_tokens=24.0),
         dict(bench="gemm", impl="onnxruntime", chain="empty call", tokens=8, us=4.7),
         dict(bench="gemm", impl="jaxbert", mode="int8", chain="feed-forward", tokens=16,
              us_per_matmul=47.7, gflops=395.8, host="2 cpu"),
@@ -259,6 +262,7 @@ def test_report_renders_the_serving_records():
     assert "| 1 | jaxbert-int8 | 1 | 592 | 1.57 | 2.62 | 86.57 |" in text
     assert "|  | onnxruntime-fp32 | 64 | 1,633 |  |  |  |" in text  # a record without a host
     assert "| 2 | jaxbert (two calls) | 8.67 | 11.2 | 112.0 |" in text
+    assert "|  | jaxbert | 2.7 | 0.13 | 2.4 | 0.125 | 24.0 |" in text
     assert "|  | 8 | empty call | onnxruntime |  | 4.7 |  |" in text
     assert "| 2 | 16 | feed-forward | jaxbert | int8 | 47.7 | 395.8 |" in text
     assert "profile jaxbert one sentence (10 tokens, bucket 10): 2.13 ms" in text
@@ -302,7 +306,7 @@ def test_encode_with_peer(capsys, files, tmp_path):
         "--data", files / "nli.csv", "--num-sentences", 16, "--batch", 8, "--queries", 3,
         "--rounds", 1, "--max-len", 32, "--profile", tmp_path / "trace", *peer,
     )  # fmt: skip
-    kinds = [(r["bench"], r["impl"], r["batch"]) for r in records]
+    kinds = [(r["bench"], r["impl"], r.get("batch")) for r in records]
     assert kinds[:2] == [("encode", "jaxbert", 8), ("encode", "jaxbert", 1)]
     assert kinds[-2:] == [("classify", "jaxbert", 64), ("classify", "jaxbert", 1)]
     (profile,) = [r for r in records if r["bench"] == "encode-profile"]
@@ -313,6 +317,9 @@ def test_encode_with_peer(capsys, files, tmp_path):
     pairs = {r["impl"]: r for r in records if r["bench"] == "encode-pair"}
     assert {"jaxbert", "jaxbert (two calls)"} <= set(pairs)
     assert all(r["queries"] == 3 and 0 < r["latency_ms_p50"] for r in pairs.values())
+    (cost,) = [r for r in records if r["bench"] == "encode-call-cost"]
+    assert list(cost["ms_2_rows"]) == ["8", "16", "32"]  # up to --max-len 32
+    assert cost["per_token_ms_1_rows"] > 0 and "pair_break_even_tokens" in cost
     if peer:
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
         assert "sentence-transformers" in pairs
