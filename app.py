@@ -64,7 +64,7 @@ bash scripts/reproduce.sh scratch runs/scratch      # from scratch, no imported 
 
 
 @st.cache_resource(
-    show_spinner="Loading the model and compiling it for single queries…", max_entries=2
+    show_spinner="Loading the model and compiling it for pair and search queries…", max_entries=2
 )
 def load_model(path: str) -> SentenceModel:
     model = deploy.load(path)  # a deployment bundle's model folder, a run, hf:<folder>
