@@ -101,9 +101,8 @@ def single_query_breakdown(model: SentenceModel, sentences) -> dict:
 def call_cost(model: SentenceModel, lengths=(8, 16, 32, 64), calls: int = 50) -> dict:
     """What one compiled-encoder call costs at 1 and 2 rows: median ms at each length (the
     executable alone, awaited) and, per row count, a least-squares line ms = fixed + per_token
-    x rows x length. `pair_break_even_tokens`: how many tokens of padding one [2, length] call
-    may add before two one-row calls cost less (2 x fixed_1 - fixed_2) / per_token_2, what
-    `serve.PAIR_PADDING_TOKENS` stands for."""
+    x rows x length. `fixed_in_tokens`: a one-row call's fixed cost in tokens' worth, what
+    packing a pair in one row (`SentenceModel.pair_embeddings`) saves over two calls."""
     lengths = [n for n in lengths if n <= model.max_len]
     record = {}
     for rows in (1, 2):
@@ -124,8 +123,7 @@ def call_cost(model: SentenceModel, lengths=(8, 16, 32, 64), calls: int = 50) ->
         record[f"ms_{rows}_rows"] = dict(zip(map(str, lengths), np.round(ms, 3).tolist()))
         record[f"fixed_ms_{rows}_rows"] = round(float(fixed), 3)
         record[f"per_token_ms_{rows}_rows"] = round(float(per_token), 4)
-    saving = 2 * record["fixed_ms_1_rows"] - record["fixed_ms_2_rows"]
-    record["pair_break_even_tokens"] = round(saving / record["per_token_ms_2_rows"], 1)
+    record["fixed_in_tokens"] = round(record["fixed_ms_1_rows"] / record["per_token_ms_1_rows"], 1)
     return record
 
 

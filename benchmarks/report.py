@@ -84,10 +84,10 @@ def _serving(records: list[dict]) -> list[str]:
     )
     lines += _table(
         ["cpus", "impl", "call, 1 row: fixed ms", "+ ms per token", "2 rows: fixed ms",
-         "+ ms per token-row", "pair break-even padding (tokens)"],
+         "+ ms per token-row", "1-row fixed cost in tokens"],
         [
             [_cpus(r), r["impl"], r["fixed_ms_1_rows"], r["per_token_ms_1_rows"],
-             r["fixed_ms_2_rows"], r["per_token_ms_2_rows"], r["pair_break_even_tokens"]]
+             r["fixed_ms_2_rows"], r["per_token_ms_2_rows"], r["fixed_in_tokens"]]
             for r in records
             if r.get("bench") == "encode-call-cost"
         ],

@@ -268,14 +268,18 @@ class BertEmbeddings(nn.Module):
         self.layer_norm = _layer_norm(config)
         self.dropout = Dropout(config.hidden_dropout)
 
-    def __call__(self, input_ids, segment_ids, *, deterministic: bool):
-        """[batch, seq] ids -> [batch, seq, hidden]."""
+    def __call__(self, input_ids, segment_ids, *, deterministic: bool, position_ids=None):
+        """[batch, seq] ids -> [batch, seq, hidden]. `position_ids` [batch, seq]: each token's
+        position, for rows that pack several texts (serving only); default 0..seq-1."""
         seq = input_ids.shape[1]
         # Positions are 0..seq-1 and segments a handful of ids: a slice and a select rather than
         # gathers, whose backward passes are scatter-adds of every token's gradient into a few
         # rows (a serial loop over the tokens on CPU; XLA:GPU rewrites them itself); the
         # gradients of a slice and a select are sums.
-        positions = self.position_embeddings.embedding[None, :seq]
+        if position_ids is None:
+            positions = self.position_embeddings.embedding[None, :seq]
+        else:
+            positions = jnp.take(self.position_embeddings.embedding, position_ids, axis=0)
         types = self.token_type_embeddings.embedding
         segments = jnp.broadcast_to(types[0], (*segment_ids.shape, types.shape[1]))
         for t in range(1, types.shape[0]):
@@ -299,14 +303,20 @@ class BertSelfAttention(nn.Module):
 
     @nn.compact
     def __call__(self, x, attention_mask, *, deterministic: bool):
-        """x [batch x seq, hidden], attention_mask [batch, seq] (1 real, 0 pad) -> like x."""
+        """x [batch x seq, hidden], attention_mask [batch, seq] (1 real, 0 pad) or [batch, seq,
+        seq] (which keys each query sees: rows that pack several texts) -> like x."""
         config = self.config
-        batch, seq = attention_mask.shape
+        batch, seq = attention_mask.shape[:2]
         shape = (batch, seq, config.num_heads, config.head_dim)
         query = _dense(config, config.hidden_size, "query")(x).reshape(shape)
         key = _dense(config, config.hidden_size, "key")(x).reshape(shape)
         value = _dense(config, config.hidden_size, "value")(x).reshape(shape)
-        if _use_cudnn(config):
+        if attention_mask.ndim == 3:
+            mask = attention_mask[:, None].astype(jnp.bool_)  # [batch, 1, seq, seq]
+            context = jax.nn.dot_product_attention(
+                query, key, value, mask=mask, implementation="xla"
+            )
+        elif _use_cudnn(config):
             # cuDNN's fused kernel takes padding as per-row lengths; our batches are right-padded.
             lengths = attention_mask.sum(axis=-1).astype(jnp.int32)
             context = jax.nn.dot_product_attention(
@@ -424,14 +434,23 @@ class BertModel(nn.Module):
         self.pooler = BertPooler(self.config)
 
     def __call__(
-        self, input_ids, segment_ids=None, attention_mask=None, *, deterministic: bool = True
+        self,
+        input_ids,
+        segment_ids=None,
+        attention_mask=None,
+        *,
+        deterministic: bool = True,
+        position_ids=None,
     ) -> EncoderOutput:
-        """input_ids, segment_ids, attention_mask: [batch, seq] int32."""
+        """input_ids, segment_ids, attention_mask: [batch, seq] int32. Rows packing several
+        texts pass attention_mask [batch, seq, seq] and position_ids [batch, seq]."""
         if segment_ids is None:
             segment_ids = jnp.zeros_like(input_ids)
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
-        x = self.embeddings(input_ids, segment_ids, deterministic=deterministic)
+        x = self.embeddings(
+            input_ids, segment_ids, deterministic=deterministic, position_ids=position_ids
+        )
         x = self.encoder(x, attention_mask, deterministic=deterministic)
         return EncoderOutput(hidden_states=x, pooled_output=self.pooler(x))
 

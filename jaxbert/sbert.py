@@ -34,6 +34,17 @@ def pool(hidden_states: jax.Array, attention_mask: jax.Array, mode: str = "mean"
     raise ValueError(f"unknown pooling {mode!r}; choose one of {POOLINGS}")
 
 
+def packed_positions_and_mask(texts: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """texts [batch, seq] int32, which text of its row each token belongs to (0: padding,
+    1, 2, ...: the row's first, second, ... text) -> position ids [batch, seq] counting from 0
+    in each text, and the attention mask [batch, seq, seq]: a token sees its own text only. So
+    a row packing several texts encodes each as if it were alone."""
+    same = texts[:, :, None] == texts[:, None, :]
+    earlier = jnp.tril(jnp.ones((texts.shape[1], texts.shape[1]), jnp.bool_))
+    positions = jnp.sum(same & earlier, axis=-1) - 1
+    return positions.astype(jnp.int32), same & (texts[:, None, :] > 0)
+
+
 def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
 
@@ -84,7 +95,26 @@ class SentenceBert(nn.Module):
     def encode(self, input_ids, attention_mask, *, deterministic: bool = True) -> jax.Array:
         """input_ids, attention_mask [batch, seq] -> float32 embeddings [batch, hidden]."""
         encoded = self.bert(input_ids, None, attention_mask, deterministic=deterministic)
-        embeddings = pool(encoded.hidden_states, attention_mask, self.pooling)
+        return self._embedding(pool(encoded.hidden_states, attention_mask, self.pooling))
+
+    def encode_packed(self, input_ids, texts, *, texts_per_row: int = 2) -> jax.Array:
+        """Rows that pack several texts: input_ids [batch, seq] and texts [batch, seq] (0:
+        padding, k: the row's k-th text; `packed_positions_and_mask`) -> float32 embeddings
+        [batch, texts_per_row, hidden], each text's as `encode` gives it alone (an absent
+        text's row: the embedding of nothing, zeros before any projection)."""
+        positions, mask = packed_positions_and_mask(texts)
+        encoded = self.bert(input_ids, None, mask, position_ids=positions)
+        pooled = []
+        for k in range(1, texts_per_row + 1):
+            own = texts == k
+            if self.pooling == "cls":  # the text's first token
+                pooled.append(pool(encoded.hidden_states, own & (positions == 0), "mean"))
+            else:
+                pooled.append(pool(encoded.hidden_states, own, self.pooling))
+        return self._embedding(jnp.stack(pooled, axis=1))
+
+    def _embedding(self, embeddings: jax.Array) -> jax.Array:
+        """Pooled [..., hidden] -> the sentence embedding: projected, normalised if set."""
         if self.projection_dim:
             embeddings = self.projection(embeddings).astype(jnp.float32)
         return l2_normalize(embeddings) if self.normalize else embeddings

@@ -53,11 +53,18 @@ def _compiled(module: SentenceBert, quantized: bool = False):
             )
 
     @jax.jit
+    def encode_packed(params, input_ids, texts):
+        with quantize.dense_interceptor() if quantized else contextlib.nullcontext():
+            return module.apply(
+                {"params": params}, input_ids, texts, method=SentenceBert.encode_packed
+            )
+
+    @jax.jit
     def probabilities(params, u, v, temperature):
         logits = module.apply({"params": params}, u, v, method=SentenceBert.classify)
         return jax.nn.softmax(logits / temperature, axis=-1)
 
-    return encode, probabilities
+    return encode, encode_packed, probabilities
 
 
 # Compiled encoders, one per (model definition, quantisation, parameter layout, rows, length):
@@ -89,12 +96,6 @@ COMPILER_OPTIONS: dict[str, object] = {}
 # Batches of at least this many rows are padded to the fine length buckets.
 FINE_BUCKET_ROWS = 16
 
-# Two texts (a pair query) run as one [2, length] call unless the shorter one would be padded by
-# more than this many tokens beyond its own bucket: then two one-row calls cost less. A call's
-# fixed cost is worth about 11 (int8) to 22 (float32) tokens of rows on the 2-core machine
-# (README "Performance" / "CPU", "A pair in one call").
-PAIR_PADDING_TOKENS = 8
-
 
 def _length_buckets(max_len: int, fine: bool = False) -> tuple[int, ...]:
     """Sequence lengths the encoder compiles for, then `max_len`: powers of two from 8, or
@@ -102,9 +103,9 @@ def _length_buckets(max_len: int, fine: bool = False) -> tuple[int, ...]:
 
     A batch of many rows pays for its padding in proportion, so big batches use the fine
     lengths (on SNLI sentences at batch 64, 25-35 % fewer padded tokens than powers of two:
-    ~1.2x sentences/s). So do a single query and a pair, whose time is mostly the dense layers'
-    work on their tokens (README "Performance" / "CPU"); the app compiles their lengths up to 64
-    tokens at start. Batches of 3 to 15 rows use the coarse lengths: fewer compiled shapes.
+    ~1.2x sentences/s). So do a single query and a pair packed in one row, whose time is mostly
+    the dense layers' work on their tokens (README "Performance" / "CPU"); the app compiles
+    their lengths at start. Batches of 2 to 15 rows use the coarse lengths: fewer shapes.
     """
     factors = (4, 5, 6, 7) if fine else (4,)
     lengths = sorted({m << k for k in range(1, 10) for m in factors})
@@ -161,12 +162,12 @@ class SentenceModel:
         # (fitted on dev pairs after fine-tuning, `evaluate.fit_temperature`); labels unchanged.
         self.temperature = loading.checked_temperature(temperature)
         self.params = jax.device_put(params)
-        self._encode_fn, self._probabilities_fn = _compiled(self.module)
+        self._encode_fn, self._encode_packed_fn, self._probabilities_fn = _compiled(self.module)
         # The encoder's own params: the float ones, or their int8 / bfloat16 dense layers.
         self.encoder_params = self.params
         if quantize != "none":
             self.encoder_params = jax.device_put(quantize_params(params, quantize))
-            self._encode_fn = _compiled(self.module, quantized=True)[0]
+            self._encode_fn, self._encode_packed_fn, _ = _compiled(self.module, quantized=True)
         layout = tuple(
             (x.shape, x.dtype, getattr(x, "sharding", None))
             for x in jax.tree.leaves(self.encoder_params)
@@ -256,7 +257,7 @@ class SentenceModel:
         return ids, truncated
 
     def _bucket(self, length: int, rows: int = 1) -> int:
-        fine = rows <= 2 or rows >= FINE_BUCKET_ROWS
+        fine = rows == 1 or rows >= FINE_BUCKET_ROWS
         buckets = self.fine_buckets if fine else self.coarse_buckets
         for bucket in buckets:
             if length <= bucket:
@@ -274,11 +275,8 @@ class SentenceModel:
         order = np.argsort(lengths, kind="stable")
         if len(ids) == 1:  # a single query: no sorting or batching to do
             return np.asarray(self._embed_padded(*self._padded(ids, lengths, order, 1)))
-        if len(ids) == 2 and batch_size >= 2:  # a pair query: one call, unless that pads a lot
-            buckets = [self._bucket(int(n), rows=2) for n in lengths]
-            if 2 * max(buckets) - sum(buckets) > PAIR_PADDING_TOKENS:
-                return np.concatenate([self._embed_ids([x], 1) for x in ids])
-            return np.asarray(self._embed_padded(*self._padded(ids, lengths, np.arange(2), 2)))
+        if len(ids) == 2 and batch_size >= 2 and lengths.sum() <= self.max_len:
+            return self._embed_pair(ids)
         first = len(order) % batch_size or batch_size
         ends = range(first, len(order) + 1, batch_size) if len(order) else ()
         pending, start = [], 0
@@ -299,6 +297,21 @@ class SentenceModel:
         input_ids = np.full((rows, length), self.tokenizer.pad_id, np.int32)
         input_ids[mask.astype(bool)] = np.concatenate([ids[i] for i in chosen])
         return input_ids, mask
+
+    def _embed_pair(self, ids: list[np.ndarray]) -> np.ndarray:
+        """Two texts (a pair query) packed in one row, one after the other, each seeing only
+        itself (`SentenceBert.encode_packed`): one encoder call on their tokens, no padding to
+        the longer one. A call costs several times what a token does on CPU (README
+        "Performance" / "CPU", "A pair in one call")."""
+        n = len(ids[0]) + len(ids[1])
+        length = self._bucket(n)
+        input_ids = np.full((1, length), self.tokenizer.pad_id, np.int32)
+        texts = np.zeros((1, length), np.int32)
+        input_ids[0, :n] = np.concatenate(ids)
+        texts[0, : len(ids[0])], texts[0, len(ids[0]) : n] = 1, 2
+        key = (*self._executable_key, "packed", 1, length)
+        executable = _executable(self._encode_packed_fn, key, self.encoder_params, 1, length)
+        return np.asarray(executable(self.encoder_params, input_ids, texts))[0]
 
     def compiled_encoder(self, rows: int, length: int) -> jax.stages.Compiled:
         """The compiled encoder of padded batches [rows, length] (compiled on first use),
@@ -327,8 +340,8 @@ class SentenceModel:
         self, first: Sequence[str], second: Sequence[str], batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of paired texts, u [n, hidden] and v [n, hidden]. Both sides are encoded
-        together, so one pair is one encoder call (two texts far apart in length: two calls)
-        and many pairs share length-sorted batches."""
+        together: one pair is one encoder call (its two texts packed in one row, when together
+        they fit in max_len tokens), many pairs share length-sorted batches."""
         first, second = list(first), list(second)
         if len(first) != len(second):
             raise ValueError(f"got {len(first)} first and {len(second)} second texts")

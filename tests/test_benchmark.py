@@ -250,7 +250,7 @@ def test_report_renders_the_serving_records():
              latency_ms_p95=11.2, pairs_per_s=112.0, host="2 cpu"),
         dict(bench="encode-call-cost", impl="jaxbert", fixed_ms_1_rows=2.7,
              per_token_ms_1_rows=0.13, fixed_ms_2_rows=2.4, per_token_ms_2_rows=0.125,
-             pair_break_even_tokens=24.0),
+             fixed_in_tokens=20.8),
         dict(bench="gemm", impl="onnxruntime", chain="empty call", tokens=8, us=4.7),
         dict(bench="gemm", impl="jaxbert", mode="int8", chain="feed-forward", tokens=16,
              us_per_matmul=47.7, gflops=395.8, host="2 cpu"),
@@ -262,7 +262,7 @@ def test_report_renders_the_serving_records():
     assert "| 1 | jaxbert-int8 | 1 | 592 | 1.57 | 2.62 | 86.57 |" in text
     assert "|  | onnxruntime-fp32 | 64 | 1,633 |  |  |  |" in text  # a record without a host
     assert "| 2 | jaxbert (two calls) | 8.67 | 11.2 | 112.0 |" in text
-    assert "|  | jaxbert | 2.7 | 0.13 | 2.4 | 0.125 | 24.0 |" in text
+    assert "|  | jaxbert | 2.7 | 0.13 | 2.4 | 0.125 | 20.8 |" in text
     assert "|  | 8 | empty call | onnxruntime |  | 4.7 |  |" in text
     assert "| 2 | 16 | feed-forward | jaxbert | int8 | 47.7 | 395.8 |" in text
     assert "profile jaxbert one sentence (10 tokens, bucket 10): 2.13 ms" in text
@@ -319,7 +319,7 @@ def test_encode_with_peer(capsys, files, tmp_path):
     assert all(r["queries"] == 3 and 0 < r["latency_ms_p50"] for r in pairs.values())
     (cost,) = [r for r in records if r["bench"] == "encode-call-cost"]
     assert list(cost["ms_2_rows"]) == ["8", "16", "32"]  # up to --max-len 32
-    assert cost["per_token_ms_1_rows"] > 0 and "pair_break_even_tokens" in cost
+    assert cost["per_token_ms_1_rows"] > 0 and "fixed_in_tokens" in cost
     if peer:
         assert ("encode", "sentence-transformers", 8) in kinds and records[0]["ratio"] > 0
         assert "sentence-transformers" in pairs

@@ -189,47 +189,51 @@ def test_fast_path_equals_the_flax_encoder(model):
     np.testing.assert_allclose(model.encode(many, batch_size=16), expected, atol=1e-5, rtol=0)
 
 
-def _encoder_calls(model, monkeypatch) -> list[tuple[int, int]]:
-    """The [rows, length] of every compiled-encoder call `model` makes from now on."""
-    calls, embed = [], model._embed_padded
+def _encoder_calls(monkeypatch) -> list[tuple]:
+    """(kind, rows, length) of every compiled encoder looked up from now on: kind "packed"
+    for rows that pack several texts, "rows" for one text a row."""
+    from jaxbert import serve
 
-    def spy(input_ids, mask):
-        calls.append(input_ids.shape)
-        return embed(input_ids, mask)
+    calls, executable = [], serve._executable
 
-    monkeypatch.setattr(model, "_embed_padded", spy)
+    def spy(encode_fn, key, params, rows, length):
+        calls.append(("packed" if "packed" in key[-3:] else "rows", rows, length))
+        return executable(encode_fn, key, params, rows, length)
+
+    monkeypatch.setattr(serve, "_executable", spy)
     return calls
 
 
-def test_a_pair_is_one_encoder_call_unless_far_apart_in_length(model, monkeypatch):
-    from jaxbert import app_support, serve
+@pytest.mark.parametrize("options", [{}, dict(pooling="cls"), dict(pooling="max")])
+def test_a_pair_is_one_row_and_each_text_is_encoded_as_if_alone(model, monkeypatch, options):
+    from jaxbert import app_support
 
+    model = _rebuilt(model, label_names=model.label_names, **options)
     ids, _ = model.tokenize(SENTENCES)
-    short, long_ = SENTENCES[2], SENTENCES[1]  # 8- and 16-token buckets: 8 tokens of padding
-    assert [model._bucket(len(ids[i]), rows=2) for i in (2, 1)] == [8, 16]
-    assert model._bucket(9, rows=2) == 10 and model._bucket(9, rows=3) == 16  # pairs: fine
-    reference = _reference_embeddings(model, [short, long_])
-    calls = _encoder_calls(model, monkeypatch)
-    u, v = model.pair_embeddings([short], [long_])
-    assert calls == [(2, 16)]  # one call
+    assert [len(ids[i]) for i in (2, 4, 0)] == [4, 5, 8]
+    music, woman, guitar = SENTENCES[2], SENTENCES[4], SENTENCES[0]
+    reference = _reference_embeddings(model, [music, woman])
+    calls = _encoder_calls(monkeypatch)
+    u, v = model.pair_embeddings([music], [woman])
+    assert calls == [("packed", 1, 10)]  # 4 + 5 tokens in one row, fine length bucket 10
     np.testing.assert_allclose(np.concatenate([u, v]), reference, atol=1e-5, rtol=0)
     # The app's answer: the same one call feeds the classifier and the cosine.
     calls.clear()
-    answer = app_support.predict_pair(model, short, long_)
-    assert calls == [(2, 16)]
-    assert answer["probabilities"] == pytest.approx(model.classify(short, long_), abs=1e-6)
-    assert answer["similarity"] == pytest.approx(model.similarity(short, long_), abs=1e-6)
-    # Padding the shorter text by more than PAIR_PADDING_TOKENS: two one-row calls instead.
-    monkeypatch.setattr(serve, "PAIR_PADDING_TOKENS", 7)
+    answer = app_support.predict_pair(model, music, woman)
+    assert calls == [("packed", 1, 10)]
+    assert answer["probabilities"] == pytest.approx(model.classify(music, woman), abs=1e-6)
+    assert answer["similarity"] == pytest.approx(model.similarity(music, woman), abs=1e-6)
+    # 8 + 16 tokens do not fit in max_len (16) together: a batch of two rows.
     calls.clear()
-    u, v = model.pair_embeddings([short], [long_])
-    assert sorted(calls) == [(1, 8), (1, 16)]
+    u, v = model.pair_embeddings([guitar], [SENTENCES[1]])
+    assert calls == [("rows", 2, 16)]
+    reference = _reference_embeddings(model, [guitar, SENTENCES[1]])
     np.testing.assert_allclose(np.concatenate([u, v]), reference, atol=1e-5, rtol=0)
     calls.clear()
-    model.encode([short, long_], batch_size=1)  # the caller's batch size still holds
-    assert sorted(calls) == [(1, 8), (1, 16)]
+    model.encode([music, woman], batch_size=1)  # the caller's batch size still holds
+    assert sorted(calls) == [("rows", 1, 8), ("rows", 1, 8)]
     with pytest.raises(ValueError, match="got 1 first and 2 second texts"):
-        model.pair_embeddings([short], [long_, short])
+        model.pair_embeddings([music], [woman, music])
 
 
 def test_fast_path_reuses_one_executable_per_shape(model):
@@ -331,11 +335,14 @@ def test_quantized_model_stays_close_to_float32(model, mode):
     assert not np.array_equal(u, v)  # the quantised layers did run
     single = quantized.encode(SENTENCES[1])
     np.testing.assert_allclose(single, v[1], atol=1e-5)  # neither its batch nor its padding
+    pair = np.concatenate(quantized.pair_embeddings([SENTENCES[2]], [SENTENCES[4]]))  # packed
+    np.testing.assert_allclose(pair, v[[2, 4]], atol=1e-5)
     assert quantized.describe()["quantize"] == mode
     # The compiled encoder computes with the quantised kernels, not float copies of them.
     ids = np.ones((1, 8), np.int32)
-    text = quantized._encode_fn.lower(quantized.encoder_params, ids, ids).as_text()
-    assert ("xi8>" if mode == "int8" else "xbf16>") in text
+    for encode_fn in (quantized._encode_fn, quantized._encode_packed_fn):
+        text = encode_fn.lower(quantized.encoder_params, ids, ids).as_text()
+        assert ("xi8>" if mode == "int8" else "xbf16>") in text
     probabilities = quantized.classify(SENTENCES[0], SENTENCES[1])
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
