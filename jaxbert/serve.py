@@ -309,13 +309,17 @@ class SentenceModel:
         texts = np.zeros((1, length), np.int32)
         input_ids[0, :n] = np.concatenate(ids)
         texts[0, : len(ids[0])], texts[0, len(ids[0]) : n] = 1, 2
-        key = (*self._executable_key, "packed", 1, length)
-        executable = _executable(self._encode_packed_fn, key, self.encoder_params, 1, length)
+        executable = self.compiled_encoder(1, length, packed=True)
         return np.asarray(executable(self.encoder_params, input_ids, texts))[0]
 
-    def compiled_encoder(self, rows: int, length: int) -> jax.stages.Compiled:
+    def compiled_encoder(self, rows: int, length: int, packed: bool = False) -> jax.stages.Compiled:
         """The compiled encoder of padded batches [rows, length] (compiled on first use),
-        called as `(model.encoder_params, input_ids, attention_mask)`."""
+        called as `(model.encoder_params, input_ids, attention_mask)`; `packed`: of rows that
+        pack two texts each, called with each token's text number (1, 2; 0 padding) instead
+        of the mask (`SentenceBert.encode_packed`)."""
+        if packed:
+            key = (*self._executable_key, "packed", rows, length)
+            return _executable(self._encode_packed_fn, key, self.encoder_params, rows, length)
         key = (*self._executable_key, rows, length)
         return _executable(self._encode_fn, key, self.encoder_params, rows, length)
 
