@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbert import checkpoint, configs
+from jaxbert import checkpoint, configs, quantize
 from jaxbert.data import nli
 from jaxbert.data.tokenizer import BertTokenizer
 from jaxbert.model import SIZES, BertConfig, padded_vocab_size
@@ -102,6 +102,8 @@ def environment() -> dict:
         device=devices[0].device_kind,
         devices=len(devices),
         jax=jax.__version__,
+        # how int8 matmuls take their activations on this CPU (jaxbert.quantize)
+        int8_activations=quantize.int8_activations(),
     )
 
 

@@ -10,7 +10,8 @@ the encoder does: `layers` hidden -> hidden ones (query, key, value, attention o
 `layers` feed-forward blocks (hidden -> intermediate -> hidden); one compiled program, or one
 ONNX graph of the same chain. Weights are random (what a kernel costs does not depend on them).
   float32   x @ W; ONNX Runtime's MatMul.
-  int8      ours: `jaxbert.quantize`'s dense layer (activations quantised per token, int8
+  int8      ours: `jaxbert.quantize`'s dense layer (activations quantised per token, int8 or
+            uint8 as `quantize.int8_activations()` picks for this CPU, int8
             weights per output channel, int32 accumulation, rescaled: the layer `quantize="int8"`
             serves); ONNX Runtime's DynamicQuantizeMatMul (uint8 activations quantised per
             call, the same int8 weights and scales: what `quantize_dynamic` gives).
@@ -52,16 +53,17 @@ def _ours(mode: str, weights: list[np.ndarray]):
     for w in weights:
         if mode == "int8":
             kernel, scale = quantize.quantize_kernel(w)
-            params.append((jnp.asarray(kernel), jnp.asarray(scale)))
+            offset = quantize.kernel_offset(kernel)
+            params.append((jnp.asarray(kernel), jnp.asarray(scale), jnp.asarray(offset)))
         else:
-            params.append((jnp.asarray(w, jnp.dtype(mode)), None))
+            params.append((jnp.asarray(w, jnp.dtype(mode)), None, None))
 
     def program(x, params):
-        for kernel, scale in params:
+        for kernel, scale, offset in params:
             if mode == "float32":
                 x = x @ kernel
             else:  # the dense layer `SentenceModel(quantize=mode)` serves
-                x = quantize.quantized_dense(x, kernel, scale, None)
+                x = quantize.quantized_dense(x, kernel, scale, None, offset)
         return x
 
     return jax.jit(program), params

@@ -1,6 +1,7 @@
 """SentenceModel invariances and errors; evaluator numbers against scipy / scikit-learn."""
 
 import logging
+import re
 
 import jax
 import jax.numpy as jnp
@@ -272,6 +273,10 @@ def test_quantize_params_touches_only_the_encoders_dense_layers(model):
     layers = model.model_config.num_layers
     assert len(int8) == 6 * layers and all(n.startswith("bert/encoder/") for n in int8)
     assert all(name.replace("/kernel", "/kernel_scale") in flat for name in int8)
+    for name in int8:  # 128 x each column's sum, what uint8 activations' +128 adds
+        offset = flat[name.replace("/kernel", "/kernel_offset")]
+        assert offset.dtype == np.int32
+        np.testing.assert_array_equal(offset, 128 * flat[name].astype(np.int64).sum(0))
     assert flat["bert/embeddings/word_embeddings/embedding"].dtype == np.float32
     assert flat["classifier/kernel"].dtype == np.float32
     bf16 = quantize.quantize_params(model.params, "bfloat16")
@@ -312,6 +317,58 @@ def test_a_quantized_dense_layer_stays_close_to_float32(mode, bound):
         assert np.linalg.norm(np.asarray(wrong) - bias - exact) > 10 * bound * np.linalg.norm(exact)
 
 
+def test_uint8_activations_give_the_int8_sums_exactly():
+    """The mixed uint8 x int8 dot sums exactly what numpy does in int64, extremes included
+    (255 x -128 over every row), for activations with leading batch dimensions; shifted by
+    +128 and taken back by the kernel's offset, a dense layer's result is the int8 one to the
+    last bit, so the CPU-dependent choice between them cannot change an embedding."""
+    from jaxbert import quantize
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(2, 5, 96)).astype(np.uint8)
+    w = rng.integers(-128, 128, size=(96, 24)).astype(np.int8)
+    x[0, 0], w[:, 0] = 255, -128
+    y = np.asarray(quantize.uint8_int8_dot(x, w))
+    assert y.dtype == np.int32 and y.shape == (2, 5, 24)
+    np.testing.assert_array_equal(y, x.astype(np.int64) @ w.astype(np.int64))
+    with pytest.raises(TypeError, match="uint8"):
+        quantize.uint8_int8_dot(x.astype(np.int8), w)
+
+    kernel, scale = quantize.quantize_kernel(rng.normal(size=(96, 24)).astype(np.float32))
+    offset = quantize.kernel_offset(kernel)
+    h = rng.normal(size=(3, 7, 96)).astype(np.float32) * rng.uniform(0.1, 3, size=(3, 7, 1))
+    signed = quantize.quantized_dense(h, kernel, scale, None, offset, activations="int8")
+    unsigned = quantize.quantized_dense(h, kernel, scale, None, offset, activations="uint8")
+    np.testing.assert_array_equal(np.asarray(unsigned), np.asarray(signed))
+    # Without the offset the +128 would stay in every output: a clear error, not a wrong sum.
+    with pytest.raises(ValueError, match="offset"):
+        quantize.quantized_dense(h, kernel, scale, None, None, activations="uint8")
+    with pytest.raises(ValueError, match="activations must be one of"):
+        quantize.quantized_dense(h, kernel, scale, None, offset, activations="int4")
+
+
+@pytest.mark.parametrize(
+    "machine, flags, expected",
+    [
+        ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, "uint8"),  # e.g. AMD EPYC (Zen 4)
+        ("x86_64", {"avx2", "avx_vnni"}, "uint8"),
+        ("x86_64", {"avx512_vnni", "amx_int8", "amx_tile"}, "int8"),  # Xeon with AMX
+        ("x86_64", {"avx2", "fma"}, "int8"),  # no VNNI: no unsigned-by-signed kernel
+        ("aarch64", {"asimd", "asimddp"}, "int8"),  # ARM's dot instructions are signed
+    ],
+)
+def test_int8_activations_follow_the_cpu(monkeypatch, machine, flags, expected):
+    from jaxbert import quantize
+
+    monkeypatch.setattr(quantize.platform, "machine", lambda: machine)
+    monkeypatch.setattr(quantize, "_cpu_flags", lambda: set(flags))
+    quantize.int8_activations.cache_clear()
+    try:
+        assert quantize.int8_activations() == expected
+    finally:
+        quantize.int8_activations.cache_clear()
+
+
 def _rebuilt(model, params=None, **options):
     """`model`'s definition, tokenizer and length with other params or options."""
     return SentenceModel(
@@ -325,6 +382,8 @@ def _rebuilt(model, params=None, **options):
 
 @pytest.mark.parametrize("mode", ["int8", "bfloat16"])
 def test_quantized_model_stays_close_to_float32(model, mode):
+    from jaxbert import quantize
+
     quantized = _rebuilt(model, label_names=model.label_names, quantize=mode)
     many = SENTENCES * 4
     u, v = model.encode(many), quantized.encode(many, batch_size=16)
@@ -343,6 +402,10 @@ def test_quantized_model_stays_close_to_float32(model, mode):
     for encode_fn in (quantized._encode_fn, quantized._encode_packed_fn):
         text = encode_fn.lower(quantized.encoder_params, ids, ids).as_text()
         assert ("xi8>" if mode == "int8" else "xbf16>") in text
+        if mode == "int8" and quantize.int8_activations() == "uint8":
+            # this CPU's int8 matmuls take uint8 activations, handed to XLA as they are
+            mixed_dot = r"tensor<[0-9x]+xui8>, tensor<[0-9x]+xi8>\) -> tensor<[0-9x]+xi32>"
+            assert re.search(mixed_dot, text)
     probabilities = quantized.classify(SENTENCES[0], SENTENCES[1])
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
 
