@@ -111,13 +111,12 @@ def call_cost(model: SentenceModel, lengths=(8, 16, 32, 64), calls: int = 50) ->
             executable = model.compiled_encoder(rows, length)
             ids = np.full((rows, length), model.tokenizer.cls_id, np.int32)
             mask = np.ones((rows, length), np.int32)
-            for _ in range(5):
-                executable(model.encoder_params, ids, mask).block_until_ready()
-            seconds = []
-            for _ in range(calls):
-                start = time.perf_counter()
-                executable(model.encoder_params, ids, mask).block_until_ready()
-                seconds.append(time.perf_counter() - start)
+            args = (model.encoder_params, ids, mask)
+
+            def call(_, executable=executable, args=args):
+                executable(*args).block_until_ready()
+
+            seconds = _latencies(call, range(calls))
             ms.append(1e3 * float(np.median(seconds)))
         per_token, fixed = np.polyfit(rows * np.asarray(lengths, float), ms, 1)
         record[f"ms_{rows}_rows"] = dict(zip(map(str, lengths), np.round(ms, 3).tolist()))

@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxbert import plots
 from jaxbert.data.nli import PairDataset
-from jaxbert.serve import SentenceModel
+from jaxbert.serve import SentenceModel, cosine_rows
 
 
 def rankdata(values: np.ndarray) -> np.ndarray:
@@ -131,11 +131,6 @@ def encode_unique(model: SentenceModel, sentences: Sequence[str], batch_size: in
     """Embeds each distinct sentence once (premises repeat across NLI pairs)."""
     unique, inverse = np.unique(np.asarray(sentences, dtype=object), return_inverse=True)
     return model.encode(list(unique), batch_size=batch_size)[inverse]
-
-
-def cosine_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    norms = np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-12)
-    return (u * v).sum(axis=1) / norms
 
 
 def nli_probabilities(

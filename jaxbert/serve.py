@@ -356,7 +356,7 @@ class SentenceModel:
         """Cosine similarity of a and b (row by row for lists)."""
         single = _pairing(a, b, "first texts", "second texts")
         u, v = self.pair_embeddings([a] if single else a, [b] if single else b)
-        scores = _cosine(u, v)
+        scores = cosine_rows(u, v)
         return float(scores[0]) if single else scores
 
     def predict_proba(
@@ -420,7 +420,8 @@ def _pairing(first, second, first_name: str, second_name: str) -> bool:
     return isinstance(first, str)
 
 
-def _cosine(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def cosine_rows(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Cosine similarity of u and v [n, dim], row by row."""
     norms = np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1), 1e-12)
     return (u * v).sum(axis=1) / norms
 
